@@ -1,0 +1,374 @@
+#include "controlplane/config/config.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <set>
+#include <sstream>
+#include <tuple>
+
+#include <toml++/toml.h>
+
+#include "dataplane/counters.hpp"
+
+namespace tandem::config {
+
+const char* to_string(PortRole r) {
+  switch (r) {
+    case PortRole::kNorth: return "north";
+    case PortRole::kSouth: return "south";
+    case PortRole::kBoth: return "both";
+  }
+  return "unknown";
+}
+
+bool PortConfig::is_pci() const {
+  // domain:bus:device.function ("0000:03:00.0") or bus:device.function ("03:00.0")
+  const std::string n = device_name();
+  const auto colons = std::count(n.begin(), n.end(), ':');
+  return (colons == 1 || colons == 2) && n.find('.') != std::string::npos &&
+         std::all_of(n.begin(), n.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) || c == ':' || c == '.'; });
+}
+
+std::string ConfigError::to_string() const {
+  std::ostringstream s;
+  s << file << ':' << line << ':' << column << ": ";
+  if (!key.empty()) s << key << ": ";
+  s << message;
+  return s.str();
+}
+
+namespace {
+
+// Reads the keys of one TOML table, checks each against its rules, and remembers which keys
+// were read so that anything left over is reported as unknown.
+class TableReader {
+ public:
+  TableReader(const toml::table& table, std::string path, std::string file,
+              std::vector<ConfigError>& errors)
+      : table_(table), path_(std::move(path)), file_(std::move(file)), errors_(errors) {}
+
+  ~TableReader() {
+    for (auto&& [key, node] : table_) {
+      if (!known_.count(std::string(key.str())))
+        error_at(key.source(), qualified(key.str()), "unknown key");
+    }
+  }
+
+  TableReader(const TableReader&) = delete;
+  TableReader& operator=(const TableReader&) = delete;
+
+  const toml::node* node(std::string_view key) {
+    known_.insert(std::string(key));
+    return table_.get(key);
+  }
+
+  // Integer in [min, max]; keeps `out` (the default) when absent unless required.
+  template <typename T>
+  void integer(std::string_view key, T& out, std::int64_t min, std::int64_t max, bool required = false) {
+    const toml::node* n = node(key);
+    if (!n) return missing(key, required);
+    const auto* v = n->as_integer();
+    if (!v) return error_at(n->source(), qualified(key), "expected an integer");
+    const std::int64_t x = v->get();
+    if (x < min || x > max) {
+      return error_at(n->source(), qualified(key),
+                      "must be between " + std::to_string(min) + " and " + std::to_string(max) +
+                          ", got " + std::to_string(x));
+    }
+    out = static_cast<T>(x);
+  }
+
+  void boolean(std::string_view key, bool& out) {
+    const toml::node* n = node(key);
+    if (!n) return;
+    const auto* v = n->as_boolean();
+    if (!v) return error_at(n->source(), qualified(key), "expected true or false");
+    out = v->get();
+  }
+
+  // String passing `check` (which returns an error message, empty when the value is good).
+  void string(std::string_view key, std::string& out, bool required = false,
+              const std::function<std::string(const std::string&)>& check = {}) {
+    const toml::node* n = node(key);
+    if (!n) return missing(key, required);
+    const auto* v = n->as_string();
+    if (!v) return error_at(n->source(), qualified(key), "expected a string");
+    if (check) {
+      if (auto msg = check(v->get()); !msg.empty()) return error_at(n->source(), qualified(key), msg);
+    }
+    out = v->get();
+  }
+
+  void string_array(std::string_view key, std::vector<std::string>& out) {
+    const toml::node* n = node(key);
+    if (!n) return;
+    const auto* arr = n->as_array();
+    if (!arr) return error_at(n->source(), qualified(key), "expected an array of strings");
+    out.clear();
+    for (const auto& item : *arr) {
+      const auto* s = item.as_string();
+      if (!s) return error_at(item.source(), qualified(key), "expected an array of strings");
+      out.push_back(s->get());
+    }
+  }
+
+  bool has(std::string_view key) const { return table_.contains(key); }
+
+  const toml::table* table(std::string_view key) {
+    const toml::node* n = node(key);
+    if (!n) return nullptr;
+    const auto* t = n->as_table();
+    if (!t) error_at(n->source(), qualified(key), "expected a table");
+    return t;
+  }
+
+  void error_at(const toml::source_region& where, std::string key, std::string message) {
+    errors_.push_back({file_, where.begin.line, where.begin.column, std::move(key), std::move(message)});
+  }
+  void error(std::string_view key, std::string message) {
+    const toml::node* n = table_.get(key);
+    error_at(n ? n->source() : table_.source(), qualified(key), std::move(message));
+  }
+  std::string qualified(std::string_view key) const {
+    return path_.empty() ? std::string(key) : path_ + "." + std::string(key);
+  }
+  const std::string& file() const { return file_; }
+  std::vector<ConfigError>& errors() { return errors_; }
+
+ private:
+  void missing(std::string_view key, bool required) {
+    if (required) error_at(table_.source(), qualified(key), "is required");
+  }
+
+  const toml::table& table_;
+  std::string path_;
+  std::string file_;
+  std::vector<ConfigError>& errors_;
+  std::set<std::string> known_;
+};
+
+std::string check_name(const std::string& s) {
+  if (s.empty() || s.size() > 32) return "must be 1 to 32 characters";
+  const bool ok = std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
+  });
+  return ok ? "" : "may hold only letters, digits, '-', '_' and '.'";
+}
+
+// Port names appear in telemetry keys, which allow only letters, digits, '_' and '/'.
+std::string check_port_name(const std::string& s) {
+  if (s.empty() || s.size() > 32) return "must be 1 to 32 characters";
+  const bool ok = std::all_of(s.begin(), s.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; });
+  return ok ? "" : "may hold only letters, digits and '_'";
+}
+
+std::string check_lcores(const std::string& s) {
+  // EAL -l syntax: comma-separated lcore ids and ranges, e.g. "0", "1-3", "0,2-3".
+  constexpr unsigned kMaxLcore = 1023;
+  const std::string usage = "must be an EAL lcore list such as \"0\", \"1-3\" or \"0,2-3\"";
+  auto number = [](std::string_view t, unsigned& out) {
+    if (t.empty() || t.size() > 4) return false;
+    if (!std::all_of(t.begin(), t.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); })) return false;
+    out = static_cast<unsigned>(std::stoul(std::string(t)));
+    return out <= kMaxLcore;
+  };
+  std::string_view rest = s;
+  do {
+    const auto comma = rest.find(',');
+    const std::string_view item = rest.substr(0, comma);
+    rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+    const auto dash = item.find('-');
+    unsigned lo = 0, hi = 0;
+    if (!number(item.substr(0, dash), lo)) return usage;
+    if (dash != std::string_view::npos && (!number(item.substr(dash + 1), hi) || hi < lo)) return usage;
+    if (comma != std::string_view::npos && rest.empty()) return usage;
+  } while (!rest.empty());
+  return "";
+}
+
+std::string check_log_level(const std::string& s) {
+  static const std::set<std::string> kLevels = {"trace", "debug", "info", "warn", "error", "critical", "off"};
+  return kLevels.count(s) ? "" : "must be one of trace, debug, info, warn, error, critical, off";
+}
+
+bool is_power_of_two(std::uint32_t v) { return v != 0 && (v & (v - 1)) == 0; }
+
+void read_unit(TableReader& root, Config& c) {
+  const toml::table* t = root.table("unit");
+  if (!t) {
+    if (!root.has("unit")) root.error("unit", "the [unit] table is required");
+    return;
+  }
+  TableReader r(*t, "unit", root.file(), root.errors());
+  r.integer("id", c.unit.id, 1, 255, true);
+  r.string("name", c.unit.name, true, check_name);
+}
+
+void read_eal(TableReader& root, Config& c) {
+  const toml::table* t = root.table("eal");
+  if (!t) return;
+  TableReader r(*t, "eal", root.file(), root.errors());
+  r.string("lcores", c.eal.lcores, false, check_lcores);
+  r.integer("memory_mb", c.eal.memory_mb, 64, 1 << 20);
+  r.boolean("no_huge", c.eal.no_huge);
+  r.string("file_prefix", c.eal.file_prefix, false, check_name);
+  r.string_array("extra_args", c.eal.extra_args);
+}
+
+void read_worker(TableReader& root, Config& c) {
+  const toml::table* t = root.table("worker");
+  if (!t) return;
+  TableReader r(*t, "worker", root.file(), root.errors());
+  r.integer("burst_size", c.worker.burst_size, 1, 512);
+  r.boolean("idle_backoff", c.worker.idle_backoff);
+  r.integer("idle_polls_before_sleep", c.worker.idle_polls_before_sleep, 1, 1'000'000);
+  r.integer("idle_sleep_us", c.worker.idle_sleep_us, 1, 100'000);
+}
+
+void read_neighbour(TableReader& root, Config& c) {
+  const toml::table* t = root.table("neighbour");
+  if (!t) return;
+  TableReader r(*t, "neighbour", root.file(), root.errors());
+  auto& n = c.neighbour;
+  r.integer("capacity", n.capacity, 16, 1 << 20);
+  r.integer("reachable_ms", n.reachable_ms, 100, 3'600'000);
+  r.integer("stale_ms", n.stale_ms, 100, 86'400'000);
+  r.integer("probe_interval_ms", n.probe_interval_ms, 10, 60'000);
+  r.integer("max_probes", n.max_probes, 1, 20);
+  if (n.stale_ms < n.reachable_ms) r.error("stale_ms", "must not be less than reachable_ms");
+}
+
+void read_log(TableReader& root, Config& c) {
+  const toml::table* t = root.table("log");
+  if (!t) return;
+  TableReader r(*t, "log", root.file(), root.errors());
+  r.string("level", c.log.level, false, check_log_level);
+}
+
+void read_port(const toml::table& t, std::size_t index, TableReader& root, Config& c) {
+  TableReader r(t, "port[" + std::to_string(index) + "]", root.file(), root.errors());
+  PortConfig p;
+  r.string("name", p.name, true, check_port_name);
+  r.string("device", p.device, true, [](const std::string& s) {
+    return s.empty() || s.front() == ',' ? std::string("must name a DPDK device") : std::string();
+  });
+  std::string role = "both";
+  r.string("role", role, false, [](const std::string& s) {
+    return s == "north" || s == "south" || s == "both" ? "" : "must be north, south or both";
+  });
+  p.role = role == "north" ? PortRole::kNorth : role == "south" ? PortRole::kSouth : PortRole::kBoth;
+
+  std::string address;
+  r.string("address", address, true, [](const std::string& s) {
+    const auto prefix = net::Ipv4Prefix::parse(s);
+    if (!prefix) return std::string("must be an IPv4 address with a prefix length, e.g. \"10.0.0.2/24\"");
+    if (prefix->length > 30 && prefix->length != 32) return std::string("prefix /31 is not supported");
+    if (prefix->length <= 30 && (prefix->addr == prefix->network() || prefix->addr == prefix->broadcast()))
+      return "is the network or broadcast address of " + prefix->network().to_string() + "/" + std::to_string(prefix->length);
+    return std::string();
+  });
+  if (auto prefix = net::Ipv4Prefix::parse(address)) p.address = *prefix;
+
+  std::string gateway;
+  r.string("gateway", gateway, false, [&](const std::string& s) {
+    const auto gw = net::Ipv4Addr::parse(s);
+    if (!gw) return std::string("must be an IPv4 address");
+    if (!address.empty() && (!p.address.contains(*gw) || *gw == p.address.addr))
+      return "must be another address inside " + p.address.to_string();
+    if (!address.empty() && p.address.length <= 30 && (*gw == p.address.network() || *gw == p.address.broadcast()))
+      return "is the network or broadcast address of " + p.address.to_string();
+    return std::string();
+  });
+  if (!gateway.empty()) p.gateway = net::Ipv4Addr::parse(gateway);
+
+  r.integer("mtu", p.mtu, 68, 9600);
+  r.boolean("promiscuous", p.promiscuous);
+  r.integer("rx_descriptors", p.rx_descriptors, 64, 16384);
+  r.integer("tx_descriptors", p.tx_descriptors, 64, 16384);
+  if (!is_power_of_two(p.rx_descriptors)) r.error("rx_descriptors", "must be a power of two");
+  if (!is_power_of_two(p.tx_descriptors)) r.error("tx_descriptors", "must be a power of two");
+
+  for (const auto& other : c.ports) {
+    if (!p.name.empty() && other.name == p.name) r.error("name", "port name \"" + p.name + "\" is used twice");
+    if (!p.device.empty() && other.device_name() == p.device_name())
+      r.error("device", "device \"" + p.device_name() + "\" is used by port \"" + other.name + "\"");
+    if (!address.empty() && other.address.addr == p.address.addr)
+      r.error("address", p.address.addr.to_string() + " is also the address of port \"" + other.name + "\"");
+  }
+  c.ports.push_back(std::move(p));
+}
+
+void read_ports(TableReader& root, Config& c) {
+  const toml::node* n = root.node("port");
+  const auto* arr = n ? n->as_array() : nullptr;
+  if (!arr || arr->empty()) {
+    root.error("port", "at least one [[port]] is required");
+    return;
+  }
+  if (arr->size() > kMaxPorts) {
+    root.error("port", "at most " + std::to_string(kMaxPorts) + " ports are supported");
+    return;
+  }
+  std::size_t i = 0;
+  for (const auto& item : *arr) {
+    if (const auto* t = item.as_table()) {
+      read_port(*t, i, root, c);
+    } else {
+      root.error_at(item.source(), "port[" + std::to_string(i) + "]", "expected a [[port]] table");
+    }
+    ++i;
+  }
+}
+
+}  // namespace
+
+ParseResult parse_config(std::string_view text, const std::string& source_name) {
+  ParseResult result;
+  toml::table root;
+  try {
+    root = toml::parse(text, source_name);
+  } catch (const toml::parse_error& e) {
+    result.errors.push_back({source_name, e.source().begin.line, e.source().begin.column, "",
+                             std::string(e.description())});
+    return result;
+  }
+
+  Config c;
+  c.source = source_name;
+  {
+    TableReader r(root, "", source_name, result.errors);
+    read_unit(r, c);
+    read_eal(r, c);
+    read_worker(r, c);
+    read_neighbour(r, c);
+    read_log(r, c);
+    read_ports(r, c);
+  }  // the reader reports unknown top-level keys here
+  if (c.eal.file_prefix.empty() && !c.unit.name.empty()) c.eal.file_prefix = "tandem-" + c.unit.name;
+  std::stable_sort(result.errors.begin(), result.errors.end(), [](const auto& a, const auto& b) {
+    return std::tie(a.line, a.column) < std::tie(b.line, b.column);
+  });
+  if (result.errors.empty()) result.config = std::move(c);
+  return result;
+}
+
+ParseResult load_config(const std::string& path) {
+  ParseResult r;
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) {
+    r.errors.push_back({path, 0, 0, "", ec ? "cannot open the file: " + ec.message() : "not a regular file"});
+    return r;
+  }
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  if (!(in && text << in.rdbuf()) && in.bad()) {
+    r.errors.push_back({path, 0, 0, "", "cannot read the file"});
+    return r;
+  }
+  return parse_config(text.str(), path);
+}
+
+}  // namespace tandem::config

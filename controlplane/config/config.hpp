@@ -1,0 +1,88 @@
+// tandemd's configuration: one TOML file turned into typed, validated values.
+// The format is documented in docs/configuration.md; keep the two in step.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "dataplane/neigh/neighbour_table.hpp"
+#include "dataplane/net/addr.hpp"
+
+namespace tandem::config {
+
+inline constexpr int kFormatVersion = 1;
+
+enum class PortRole : std::uint8_t { kNorth, kSouth, kBoth };
+const char* to_string(PortRole r);
+
+struct UnitConfig {
+  std::uint32_t id = 0;
+  std::string name;
+};
+
+struct EalConfig {
+  std::string lcores = "0";  // EAL -l: every listed lcore runs a worker
+  std::uint32_t memory_mb = 512;
+  bool no_huge = false;
+  std::string file_prefix;  // defaults to "tandem-<unit name>"
+  std::vector<std::string> extra_args;
+};
+
+struct WorkerConfig {
+  std::uint32_t burst_size = 32;
+  bool idle_backoff = false;           // off on an appliance: workers spin
+  std::uint32_t idle_polls_before_sleep = 256;
+  std::uint32_t idle_sleep_us = 100;
+};
+
+struct PortConfig {
+  std::string name;
+  std::string device;  // DPDK devargs ("net_af_xdp0,iface=eth1") or a PCI address
+  PortRole role = PortRole::kBoth;
+  net::Ipv4Prefix address;
+  std::optional<net::Ipv4Addr> gateway;
+  std::uint32_t mtu = 1500;
+  bool promiscuous = false;
+  std::uint32_t rx_descriptors = 1024;
+  std::uint32_t tx_descriptors = 1024;
+
+  // The DPDK device name: the devargs up to the first comma.
+  std::string device_name() const { return device.substr(0, device.find(',')); }
+  bool is_pci() const;
+};
+
+struct LogConfig {
+  std::string level = "info";
+};
+
+struct Config {
+  std::string source;  // the file it came from
+  UnitConfig unit;
+  EalConfig eal;
+  WorkerConfig worker;
+  neigh::NeighbourConfig neighbour;
+  LogConfig log;
+  std::vector<PortConfig> ports;
+};
+
+// One problem found in a file, with the place it is at.
+struct ConfigError {
+  std::string file;
+  std::uint32_t line = 0;
+  std::uint32_t column = 0;
+  std::string key;  // dotted path, e.g. "port[1].address"
+  std::string message;
+  std::string to_string() const;  // "file:line:column: key: message"
+};
+
+struct ParseResult {
+  std::optional<Config> config;  // set only when errors is empty
+  std::vector<ConfigError> errors;
+};
+
+ParseResult parse_config(std::string_view text, const std::string& source_name);
+ParseResult load_config(const std::string& path);
+
+}  // namespace tandem::config

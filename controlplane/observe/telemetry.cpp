@@ -1,0 +1,79 @@
+#include "controlplane/observe/telemetry.hpp"
+
+#include <rte_telemetry.h>
+
+#include <string>
+
+#include "controlplane/runtime.hpp"
+
+namespace tandem::observe {
+namespace {
+
+const Runtime* g_runtime = nullptr;
+
+// /tandem/info: who this unit is and what it runs.
+int info_cmd(const char*, const char*, rte_tel_data* d) {
+  const Runtime& rt = *g_runtime;
+  rte_tel_data_start_dict(d);
+  rte_tel_data_add_dict_int(d, "unit_id", static_cast<int>(rt.config.unit.id));
+  rte_tel_data_add_dict_string(d, "unit_name", rt.config.unit.name.c_str());
+  rte_tel_data_add_dict_string(d, "version", TANDEM_VERSION);
+  rte_tel_data_add_dict_int(d, "workers", static_cast<int>(rt.workers.size()));
+  rte_tel_data_add_dict_int(d, "ports", static_cast<int>(rt.ports.size()));
+  const auto up = std::chrono::steady_clock::now() - rt.started;
+  rte_tel_data_add_dict_u64(d, "uptime_s", static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::seconds>(up).count()));
+  return 0;
+}
+
+// /tandem/counters: a flat dictionary, "<port>/<counter>", "drop/<reason>", "handled/<event>",
+// "worker/<counter>" (telemetry keys allow letters, digits, '_' and '/').
+int counters_cmd(const char*, const char*, rte_tel_data* d) {
+  const CounterTotals t = g_runtime->counters();
+  rte_tel_data_start_dict(d);
+  for (const auto& p : t.ports) {
+    rte_tel_data_add_dict_u64(d, (p.name + "/rx_packets").c_str(), p.rx_packets);
+    rte_tel_data_add_dict_u64(d, (p.name + "/rx_bytes").c_str(), p.rx_bytes);
+    rte_tel_data_add_dict_u64(d, (p.name + "/tx_packets").c_str(), p.tx_packets);
+    rte_tel_data_add_dict_u64(d, (p.name + "/tx_bytes").c_str(), p.tx_bytes);
+    rte_tel_data_add_dict_u64(d, (p.name + "/tx_dropped").c_str(), p.tx_dropped);
+  }
+  for (std::size_t i = 0; i < kHandledCount; ++i)
+    rte_tel_data_add_dict_u64(d, (std::string("handled/") + to_string(static_cast<Handled>(i))).c_str(), t.handled[i]);
+  for (std::size_t i = 0; i < kDropReasonCount; ++i)
+    rte_tel_data_add_dict_u64(d, (std::string("drop/") + to_string(static_cast<DropReason>(i))).c_str(), t.drops[i]);
+  rte_tel_data_add_dict_u64(d, "worker/polls", t.polls);
+  rte_tel_data_add_dict_u64(d, "worker/busy_polls", t.busy_polls);
+  rte_tel_data_add_dict_u64(d, "worker/idle_sleeps", t.idle_sleeps);
+  return 0;
+}
+
+// /tandem/neighbours: one string per entry, "<port> <address> <mac> <state> <age_ms>", as the
+// first worker last published them (every worker learns the same entries).
+int neighbours_cmd(const char*, const char*, rte_tel_data* d) {
+  rte_tel_data_start_array(d, RTE_TEL_STRING_VAL);
+  if (g_runtime->workers.empty()) return 0;
+  auto& snap = g_runtime->workers.front()->neighbour_snapshot();
+  std::lock_guard lock(snap.mutex);
+  for (const auto& row : snap.rows) {
+    const auto& e = row.entry;
+    const std::uint64_t age = snap.taken_ms >= e.confirmed_ms ? snap.taken_ms - e.confirmed_ms : 0;
+    const std::string& port = row.port_index < g_runtime->config.ports.size() ? g_runtime->config.ports[row.port_index].name : "?";
+    const std::string line = port + " " + e.ip.to_string() + " " + e.mac.to_string() + " " +
+                             neigh::to_string(e.state) + " " + std::to_string(age);
+    if (rte_tel_data_add_array_string(d, line.c_str()) != 0) break;  // array full
+  }
+  return 0;
+}
+
+}  // namespace
+
+void register_telemetry(const Runtime& runtime) {
+  g_runtime = &runtime;
+  rte_telemetry_register_cmd("/tandem/info", info_cmd, "Unit identity, version, workers, ports, uptime.");
+  rte_telemetry_register_cmd("/tandem/counters", counters_cmd,
+                             "Fast-path counters: per port, handled events, drops by reason.");
+  rte_telemetry_register_cmd("/tandem/neighbours", neighbours_cmd,
+                             "Neighbour cache: \"port address mac state age_ms\" per entry.");
+}
+
+}  // namespace tandem::observe

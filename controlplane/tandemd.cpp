@@ -1,0 +1,192 @@
+// tandemd: config -> EAL -> ports -> workers -> control loop -> orderly stop.
+#include <pthread.h>
+#include <signal.h>
+
+#include <cerrno>
+#include <ctime>
+#include <cstdio>
+#include <thread>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <rte_launch.h>
+#include <rte_lcore.h>
+
+#include "controlplane/config/config.hpp"
+#include "controlplane/config/eal_args.hpp"
+#include "controlplane/observe/counters_report.hpp"
+#include "controlplane/observe/sd_notify.hpp"
+#include "controlplane/observe/telemetry.hpp"
+#include "controlplane/runtime.hpp"
+#include "dataplane/eal.hpp"
+#include "dataplane/port.hpp"
+#include "dataplane/worker.hpp"
+
+namespace tandem {
+namespace {
+
+void setup_logging(const std::string& level) {
+  // stderr, no colours, one event per line: what journald and log collectors want.
+  auto logger = spdlog::stderr_logger_mt("tandemd");
+  logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  logger->set_level(spdlog::level::from_str(level));
+  logger->flush_on(spdlog::level::trace);
+  spdlog::set_default_logger(logger);
+}
+
+void log_counters(const Runtime& rt, const char* title) {
+  spdlog::info("{}", title);
+  for (const auto& line : observe::format_counters(rt.counters())) spdlog::info("  {}", line);
+}
+
+// The control thread: waits for signals and watches links. Workers never block on it.
+void control_loop(Runtime& rt, const sigset_t& signals) {
+  std::vector<bool> link_up(rt.ports.size(), false);
+  const timespec tick{0, 200'000'000};
+  while (!rt.stop.load()) {
+    const int sig = sigtimedwait(&signals, nullptr, &tick);
+    if (sig == SIGINT || sig == SIGTERM) {
+      spdlog::info("received {}, stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+      rt.stop.store(true);
+      break;
+    }
+    if (sig == SIGUSR1) log_counters(rt, "counters (SIGUSR1)");
+    for (std::size_t i = 0; i < rt.ports.size(); ++i) {
+      const bool up = dpdk::port_link_up(rt.ports[i].port_id);
+      if (up != link_up[i]) spdlog::info("port {}: link {}", rt.config.ports[i].name, up ? "up" : "down");
+      link_up[i] = up;
+    }
+  }
+}
+
+int run(config::Config cfg) {
+  setup_logging(cfg.log.level);
+  // Block the stop signals before EAL starts its threads so that they inherit the mask and only
+  // the control thread receives them (through sigtimedwait).
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGUSR1);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  // Lives until exit: the telemetry thread may still read it while the process ends.
+  static Runtime rt;
+  rt.config = std::move(cfg);
+  const auto& c = rt.config;
+  spdlog::info("tandemd {} starting: unit {} ({}), {} port(s)", TANDEM_VERSION, c.unit.name, c.unit.id, c.ports.size());
+
+  const auto args = config::eal_arguments(c);
+  std::string joined;
+  for (const auto& a : args) joined += " " + a;
+  spdlog::info("EAL arguments:{}", joined);
+  if (auto err = dpdk::eal_init(args); !err.empty()) {
+    spdlog::critical("{}", err);
+    return 1;
+  }
+
+  const unsigned n_workers = rte_lcore_count();
+  unsigned rx_total = 0, tx_total = 0;
+  for (const auto& p : c.ports) {
+    rx_total += p.rx_descriptors * n_workers;
+    tx_total += p.tx_descriptors * n_workers;
+  }
+  std::string err;
+  rte_mempool* pool = dpdk::create_mbuf_pool("tandem_mbufs", dpdk::mbuf_pool_size(rx_total, tx_total, n_workers, c.worker.burst_size), err);
+  if (!pool) {
+    spdlog::critical("{}", err);
+    dpdk::eal_cleanup();
+    return 1;
+  }
+
+  std::vector<dpdk::WorkerPort> worker_ports;
+  for (const auto& p : c.ports) {
+    dpdk::PortSetup setup{.device_name = p.device_name(),
+                          .queues = static_cast<std::uint16_t>(n_workers),
+                          .rx_descriptors = static_cast<std::uint16_t>(p.rx_descriptors),
+                          .tx_descriptors = static_cast<std::uint16_t>(p.tx_descriptors),
+                          .mtu = p.mtu,
+                          .promiscuous = p.promiscuous};
+    dpdk::PortInfo info;
+    if (auto e = dpdk::port_start(setup, pool, info); !e.empty()) {
+      spdlog::critical("port {}: {}", p.name, e);
+      for (const auto& started : rt.ports) dpdk::port_stop(started.port_id);
+      dpdk::eal_cleanup();
+      return 1;
+    }
+    spdlog::info("port {}: {} (driver {}, port id {}), mac {}, address {}, role {}{}", p.name, p.device,
+                 info.driver, info.port_id, info.mac.to_string(), p.address.to_string(), config::to_string(p.role),
+                 p.gateway ? ", gateway " + p.gateway->to_string() : std::string());
+    rt.ports.push_back(info);
+    dpdk::WorkerPort wp{.port_id = info.port_id, .gateway = p.gateway};
+    wp.local.mac = info.mac;
+    wp.local.add(p.address);
+    worker_ports.push_back(wp);
+  }
+
+  const dpdk::WorkerSettings ws{.burst_size = c.worker.burst_size,
+                                .idle_backoff = c.worker.idle_backoff,
+                                .idle_polls_before_sleep = c.worker.idle_polls_before_sleep,
+                                .idle_sleep_us = c.worker.idle_sleep_us};
+  std::vector<unsigned> lcores;
+  unsigned lcore = 0;
+  RTE_LCORE_FOREACH(lcore) lcores.push_back(lcore);
+  for (unsigned i = 0; i < lcores.size(); ++i)
+    rt.workers.push_back(std::make_unique<dpdk::Worker>(i, ws, worker_ports, c.neighbour, pool, rt.stop));
+  std::vector<dpdk::Worker*> all;
+  for (auto& w : rt.workers) all.push_back(w.get());
+  for (auto& w : rt.workers) w->set_peers(all);
+
+  observe::register_telemetry(rt);
+
+  // Worker 0 runs on the main lcore; the control thread is an ordinary (non-EAL) thread.
+  for (unsigned i = 1; i < lcores.size(); ++i)
+    rte_eal_remote_launch(dpdk::Worker::lcore_main, rt.workers[i].get(), lcores[i]);
+  std::thread control(control_loop, std::ref(rt), std::cref(signals));
+  spdlog::info("tandemd ready: {} worker(s) on lcores {}, idle back-off {}", lcores.size(), c.eal.lcores,
+               c.worker.idle_backoff ? "on" : "off");
+  observe::sd_notify("READY=1\nSTATUS=forwarding");
+
+  dpdk::Worker::lcore_main(rt.workers[0].get());
+  rte_eal_mp_wait_lcore();
+  control.join();
+  observe::sd_notify("STOPPING=1");
+
+  log_counters(rt, "final counters");
+  for (const auto& p : rt.ports) dpdk::port_stop(p.port_id);
+  dpdk::eal_cleanup();
+  spdlog::info("tandemd stopped");
+  return 0;
+}
+
+}  // namespace
+}  // namespace tandem
+
+int main(int argc, char** argv) {
+  CLI::App app{"tandemd: the Tandem redundancy appliance daemon"};
+  std::string config_path, check_path;
+  auto* run_opt = app.add_option("-c,--config", config_path, "configuration file (TOML)")->check(CLI::ExistingFile);
+  auto* check_opt = app.add_option("--check-config", check_path, "validate a configuration file and exit");
+  run_opt->excludes(check_opt);
+  app.set_version_flag("--version", std::string("tandemd ") + TANDEM_VERSION);
+  CLI11_PARSE(app, argc, argv);
+  if (config_path.empty() && check_path.empty()) {
+    std::fputs("tandemd: --config FILE or --check-config FILE is required (see --help)\n", stderr);
+    return 2;
+  }
+
+  const std::string& path = check_path.empty() ? config_path : check_path;
+  auto parsed = tandem::config::load_config(path);
+  if (!parsed.config) {
+    for (const auto& e : parsed.errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
+    std::fprintf(stderr, "tandemd: %zu error(s) in %s\n", parsed.errors.size(), path.c_str());
+    return 1;
+  }
+  if (!check_path.empty()) {
+    std::printf("%s: configuration is valid\n", path.c_str());
+    return 0;
+  }
+  return tandem::run(std::move(*parsed.config));
+}

@@ -1,0 +1,82 @@
+// Per-worker counters: one writer (the worker's lcore), any number of relaxed readers.
+//
+// Each worker owns one cache-aligned WorkerCounters block, so counting costs a plain add and no
+// line is shared between cores. Readers (telemetry, the final dump) sum the blocks.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+namespace tandem {
+
+// Why the fast path dropped a frame. The names are the stable keys of counters and metrics.
+#define TANDEM_DROP_REASONS(X)                                                            \
+  X(kRuntFrame, "runt_frame")                 /* shorter than an Ethernet header */        \
+  X(kL2NotForUs, "l2_not_for_us")             /* unicast to another MAC */                 \
+  X(kL2Multicast, "l2_multicast")             /* multicast: no group is joined yet */      \
+  X(kEthertypeUnsupported, "ethertype_unsupported")                                        \
+  X(kArpMalformed, "arp_malformed")                                                        \
+  X(kArpNotForUs, "arp_not_for_us")           /* request for an address we don't own */    \
+  X(kArpUnhandledOp, "arp_unhandled_op")                                                   \
+  X(kArpUnsolicitedReply, "arp_unsolicited_reply") /* a reply for no pending request */   \
+  X(kArpTableFull, "arp_neighbour_table_full")                                             \
+  X(kIpv4Malformed, "ipv4_malformed")                                                      \
+  X(kIpv4BadChecksum, "ipv4_bad_checksum")                                                 \
+  X(kIpv4Fragment, "ipv4_fragment")                                                        \
+  X(kIpv4NotLocal, "ipv4_not_local")          /* no service for this destination */        \
+  X(kIpv4BadSource, "ipv4_bad_source")        /* multicast, broadcast or own source */     \
+  X(kIcmpMalformed, "icmp_malformed")                                                      \
+  X(kIcmpBadChecksum, "icmp_bad_checksum")                                                 \
+  X(kIcmpUnhandled, "icmp_unhandled")         /* ICMP other than echo request */           \
+  X(kL4Unhandled, "l4_unhandled")             /* TCP/UDP/... to a local address */         \
+  X(kMultiSegment, "multi_segment_frame")     /* chained mbufs: not parsed */               \
+  X(kTxFull, "tx_full")                       /* the TX queue did not take the frame */    \
+  X(kNoMbuf, "no_mbuf")                       /* a generated frame found no buffer */
+
+// What the fast path did with a frame it handled itself.
+#define TANDEM_HANDLED_EVENTS(X)                   \
+  X(kArpRepliesSent, "arp_replies_sent")          \
+  X(kArpRepliesLearnt, "arp_replies_learnt")      \
+  X(kArpRequestsSent, "arp_requests_sent")        \
+  X(kIcmpEchoRepliesSent, "icmp_echo_replies_sent")
+
+#define TANDEM_ENUM_ITEM(id, name) id,
+enum class DropReason : std::uint8_t { TANDEM_DROP_REASONS(TANDEM_ENUM_ITEM) kCount };
+enum class Handled : std::uint8_t { TANDEM_HANDLED_EVENTS(TANDEM_ENUM_ITEM) kCount };
+#undef TANDEM_ENUM_ITEM
+
+inline constexpr std::size_t kDropReasonCount = static_cast<std::size_t>(DropReason::kCount);
+inline constexpr std::size_t kHandledCount = static_cast<std::size_t>(Handled::kCount);
+inline constexpr std::size_t kMaxPorts = 8;
+
+const char* to_string(DropReason r);
+const char* to_string(Handled h);
+
+// A counter with a single writer: increments are a relaxed load + store (a plain add on x86),
+// reads from other threads never tear.
+class Counter {
+ public:
+  void add(std::uint64_t n = 1) { v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed); }
+  std::uint64_t get() const { return v_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<std::uint64_t> v_{0};
+};
+
+struct PortCounters {
+  Counter rx_packets, rx_bytes, tx_packets, tx_bytes, tx_dropped;
+};
+
+struct alignas(64) WorkerCounters {
+  std::array<PortCounters, kMaxPorts> ports;
+  std::array<Counter, kDropReasonCount> drops;
+  std::array<Counter, kHandledCount> handled;
+  Counter polls, busy_polls, idle_sleeps;
+
+  void drop(DropReason r, std::uint64_t n = 1) { drops[static_cast<std::size_t>(r)].add(n); }
+  void count(Handled h, std::uint64_t n = 1) { handled[static_cast<std::size_t>(h)].add(n); }
+};
+
+}  // namespace tandem

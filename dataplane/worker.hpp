@@ -1,0 +1,95 @@
+// The fast-path loop of one worker lcore: burst RX -> classify/handle -> burst TX, plus the
+// worker's periodic duties (neighbour aging and ARP probes) and its idle back-off.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include "dataplane/counters.hpp"
+#include "dataplane/local_stack.hpp"
+#include "dataplane/neigh/neighbour_table.hpp"
+
+struct rte_mempool;
+struct rte_ring;
+
+namespace tandem::dpdk {
+
+struct WorkerSettings {
+  std::uint32_t burst_size = 32;
+  bool idle_backoff = false;
+  std::uint32_t idle_polls_before_sleep = 256;
+  std::uint32_t idle_sleep_us = 100;
+};
+
+// A data port as the workers see it.
+struct WorkerPort {
+  std::uint16_t port_id = 0;
+  LocalInterface local;
+  std::optional<net::Ipv4Addr> gateway;  // resolved and kept fresh by worker 0
+};
+
+// A neighbour learnt by one worker, passed to the others so every worker's cache agrees.
+struct NeighbourUpdate {
+  std::uint8_t port_index;
+  net::Ipv4Addr ip;
+  net::MacAddr mac;
+};
+
+// A copy of a worker's neighbour caches for readers off the fast path, refreshed by the worker
+// every few hundred milliseconds. The worker only ever try_locks it, so it never waits.
+struct NeighbourSnapshot {
+  struct Row {
+    std::uint8_t port_index;
+    neigh::NeighEntry entry;
+  };
+  std::mutex mutex;
+  std::vector<Row> rows;
+  std::uint64_t taken_ms = 0;
+};
+
+class Worker {
+ public:
+  Worker(unsigned index, const WorkerSettings& settings, const std::vector<WorkerPort>& ports,
+         const neigh::NeighbourConfig& neighbour_config, rte_mempool* pool,
+         const std::atomic<bool>& stop);
+  ~Worker();
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  // Wires the rings that carry neighbour updates between workers. Call before run().
+  void set_peers(std::vector<Worker*> peers);
+
+  // The lcore entry point (rte_eal_remote_launch); returns once `stop` is set.
+  static int lcore_main(void* self);
+  void run();
+
+  const WorkerCounters& counters() const { return counters_; }
+  NeighbourSnapshot& neighbour_snapshot() { return snapshot_; }
+  unsigned index() const { return index_; }
+
+ private:
+  void poll_port(std::size_t port_index, std::uint64_t now_ms, std::uint32_t& received);
+  void periodic(std::uint64_t now_ms);
+  void send_arp_request(std::size_t port_index, net::Ipv4Addr target);
+  void share_learnt(std::size_t port_index, const LocalResult& r);
+  void apply_peer_updates(std::uint64_t now_ms);
+  void publish_snapshot(std::uint64_t now_ms);
+
+  unsigned index_;
+  WorkerSettings settings_;
+  std::vector<WorkerPort> ports_;
+  std::vector<neigh::NeighbourTable> neighbours_;  // one per port: each port is its own L2 domain
+  rte_mempool* pool_;
+  rte_ring* inbox_ = nullptr;  // neighbour updates from the other workers
+  std::vector<Worker*> peers_;
+  WorkerCounters counters_;
+  NeighbourSnapshot snapshot_;
+  std::uint64_t next_snapshot_ms_ = 0;
+  const std::atomic<bool>& stop_;
+};
+
+}  // namespace tandem::dpdk
