@@ -21,7 +21,6 @@ namespace tandem {
   X(kArpNotForUs, "arp_not_for_us")           /* request for an address we don't own */    \
   X(kArpUnhandledOp, "arp_unhandled_op")                                                   \
   X(kArpUnsolicitedReply, "arp_unsolicited_reply") /* a reply for no pending request */   \
-  X(kArpTableFull, "arp_neighbour_table_full")                                             \
   X(kIpv4Malformed, "ipv4_malformed")                                                      \
   X(kIpv4BadChecksum, "ipv4_bad_checksum")                                                 \
   X(kIpv4Fragment, "ipv4_fragment")                                                        \

@@ -16,7 +16,7 @@ using Action = LocalResult::Action;
 LocalResult drop(DropReason r) { return {.action = Action::kDrop, .reason = r}; }
 
 LocalResult handle_arp(std::uint8_t* frame, std::uint32_t len, const LocalInterface& itf,
-                       neigh::NeighbourTable& neighbours, std::uint64_t now_ms) {
+                       neigh::NeighbourTable& neighbours, std::uint64_t now_ms, LearntNeighbour& learnt_out) {
   const auto msg = net::parse_arp(frame, len);
   if (!msg) return drop(DropReason::kArpMalformed);
 
@@ -30,8 +30,7 @@ LocalResult handle_arp(std::uint8_t* frame, std::uint32_t len, const LocalInterf
     const auto learnt = neighbours.learn(msg->sender_ip, msg->sender_mac, now_ms, create);
     if (learnt == neigh::LearnResult::kCreated || learnt == neigh::LearnResult::kUpdated) {
       r.learnt = true;
-      r.learnt_ip = msg->sender_ip;
-      r.learnt_mac = msg->sender_mac;
+      learnt_out = {msg->sender_ip, msg->sender_mac};
     }
   }
 
@@ -104,7 +103,8 @@ LocalResult handle_ipv4(std::uint8_t* frame, std::uint32_t len, const LocalInter
 }  // namespace
 
 LocalResult handle_local_frame(std::uint8_t* frame, std::uint32_t len, const LocalInterface& itf,
-                               neigh::NeighbourTable& neighbours, std::uint64_t now_ms) {
+                               neigh::NeighbourTable& neighbours, std::uint64_t now_ms,
+                               LearntNeighbour& learnt) {
   if (len < net::eth::kHeaderLen) return drop(DropReason::kRuntFrame);
   net::MacAddr dst;
   std::memcpy(dst.bytes.data(), frame + net::eth::kDst, 6);
@@ -112,7 +112,7 @@ LocalResult handle_local_frame(std::uint8_t* frame, std::uint32_t len, const Loc
     return drop(dst.is_multicast() ? DropReason::kL2Multicast : DropReason::kL2NotForUs);
 
   switch (net::load_be16(frame + net::eth::kType)) {
-    case net::eth::kTypeArp: return handle_arp(frame, len, itf, neighbours, now_ms);
+    case net::eth::kTypeArp: return handle_arp(frame, len, itf, neighbours, now_ms, learnt);
     case net::eth::kTypeIpv4: return handle_ipv4(frame, len, itf);
     default: return drop(DropReason::kEthertypeUnsupported);
   }

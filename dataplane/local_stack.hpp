@@ -37,6 +37,13 @@ struct LocalInterface {
   }
 };
 
+// A neighbour an ARP message taught, for the worker to share with its peers.
+struct LearntNeighbour {
+  net::Ipv4Addr ip;
+  net::MacAddr mac;
+};
+
+// Four bytes, returned in a register: the per-frame verdict must not go through memory.
 struct LocalResult {
   enum class Action : std::uint8_t {
     kTransmit,  // the frame was rewritten in place: send it back out of the same port
@@ -46,12 +53,12 @@ struct LocalResult {
   Action action = Action::kDrop;
   DropReason reason = DropReason::kCount;
   Handled event = Handled::kCount;  // set with kTransmit/kConsume
-  bool learnt = false;              // an ARP message taught a neighbour: share it with peers
-  net::Ipv4Addr learnt_ip;
-  net::MacAddr learnt_mac;
+  bool learnt = false;              // `learnt` (below) was written: share it with peers
 };
+static_assert(sizeof(LocalResult) == 4);
 
 LocalResult handle_local_frame(std::uint8_t* frame, std::uint32_t len, const LocalInterface& itf,
-                               neigh::NeighbourTable& neighbours, std::uint64_t now_ms);
+                               neigh::NeighbourTable& neighbours, std::uint64_t now_ms,
+                               LearntNeighbour& learnt);
 
 }  // namespace tandem

@@ -93,12 +93,14 @@ void Worker::poll_port(std::size_t port_index, std::uint64_t now, std::uint32_t&
   PortCounters& pc = counters_.ports[port_index];
   std::array<rte_mbuf*, kMaxBurst> rx;
   std::array<rte_mbuf*, kMaxBurst> tx;
+  std::array<rte_mbuf*, kMaxBurst> done;  // freed together at the end of the burst
   const std::uint16_t n = rte_eth_rx_burst(port.port_id, static_cast<std::uint16_t>(index_), rx.data(),
                                            static_cast<std::uint16_t>(settings_.burst_size));
   if (n == 0) return;
   received += n;
 
-  std::uint16_t n_tx = 0;
+  std::uint16_t n_tx = 0, n_done = 0;
+  LearntNeighbour learnt;
   std::uint64_t rx_bytes = 0, tx_bytes = 0;
   for (std::uint16_t i = 0; i < n; ++i) {
     if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(rx[i + 1], void*));
@@ -106,12 +108,12 @@ void Worker::poll_port(std::size_t port_index, std::uint64_t now, std::uint32_t&
     rx_bytes += m->pkt_len;
     if (m->nb_segs != 1) {  // headers and ICMP payload are read from one segment
       counters_.drop(DropReason::kMultiSegment);
-      rte_pktmbuf_free(m);
+      done[n_done++] = m;
       continue;
     }
     const LocalResult r = handle_local_frame(rte_pktmbuf_mtod(m, std::uint8_t*), m->data_len,
-                                             port.local, neighbours_[port_index], now);
-    if (r.learnt) share_learnt(port_index, r);
+                                             port.local, neighbours_[port_index], now, learnt);
+    if (r.learnt) share_learnt(port_index, learnt);
     switch (r.action) {
       case LocalResult::Action::kTransmit:
         counters_.count(r.event);
@@ -120,23 +122,22 @@ void Worker::poll_port(std::size_t port_index, std::uint64_t now, std::uint32_t&
         break;
       case LocalResult::Action::kConsume:
         counters_.count(r.event);
-        rte_pktmbuf_free(m);
+        done[n_done++] = m;
         break;
       case LocalResult::Action::kDrop:
         counters_.drop(r.reason);
-        rte_pktmbuf_free(m);
+        done[n_done++] = m;
         break;
     }
   }
+  if (n_done != 0) rte_pktmbuf_free_bulk(done.data(), n_done);
   pc.rx_packets.add(n);
   pc.rx_bytes.add(rx_bytes);
   if (n_tx == 0) return;
 
   const std::uint16_t sent = rte_eth_tx_burst(port.port_id, static_cast<std::uint16_t>(index_), tx.data(), n_tx);
-  for (std::uint16_t i = sent; i < n_tx; ++i) {
-    tx_bytes -= tx[i]->pkt_len;
-    rte_pktmbuf_free(tx[i]);
-  }
+  for (std::uint16_t i = sent; i < n_tx; ++i) tx_bytes -= tx[i]->pkt_len;
+  if (sent != n_tx) rte_pktmbuf_free_bulk(&tx[sent], n_tx - sent);
   pc.tx_packets.add(sent);
   pc.tx_bytes.add(tx_bytes);
   if (sent != n_tx) {
@@ -187,8 +188,8 @@ void Worker::send_arp_request(std::size_t port_index, net::Ipv4Addr target) {
   }
 }
 
-void Worker::share_learnt(std::size_t port_index, const LocalResult& r) {
-  NeighbourUpdate update{static_cast<std::uint8_t>(port_index), r.learnt_ip, r.learnt_mac};
+void Worker::share_learnt(std::size_t port_index, const LearntNeighbour& learnt) {
+  NeighbourUpdate update{static_cast<std::uint8_t>(port_index), learnt.ip, learnt.mac};
   // A full inbox loses the update, not the packet: the peer learns it from the next ARP.
   for (Worker* peer : peers_) rte_ring_mp_enqueue_elem(peer->inbox_, &update, sizeof update);
 }
@@ -205,7 +206,9 @@ void Worker::publish_snapshot(std::uint64_t now) {
   std::unique_lock lock(snapshot_.mutex, std::try_to_lock);
   if (!lock.owns_lock()) return;  // a reader holds it: publish next time, never wait
   snapshot_.rows.clear();
+  snapshot_.stats = {};
   for (std::size_t p = 0; p < neighbours_.size(); ++p) {
+    snapshot_.stats += neighbours_[p].stats();
     neighbours_[p].for_each([&](const neigh::NeighEntry& e) {
       snapshot_.rows.push_back({static_cast<std::uint8_t>(p), e});
     });

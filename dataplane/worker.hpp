@@ -48,6 +48,7 @@ struct NeighbourSnapshot {
   };
   std::mutex mutex;
   std::vector<Row> rows;
+  neigh::NeighStats stats;  // summed over the worker's ports
   std::uint64_t taken_ms = 0;
 };
 
@@ -75,7 +76,7 @@ class Worker {
   void poll_port(std::size_t port_index, std::uint64_t now_ms, std::uint32_t& received);
   void periodic(std::uint64_t now_ms);
   void send_arp_request(std::size_t port_index, net::Ipv4Addr target);
-  void share_learnt(std::size_t port_index, const LocalResult& r);
+  void share_learnt(std::size_t port_index, const LearntNeighbour& learnt);
   void apply_peer_updates(std::uint64_t now_ms);
   void publish_snapshot(std::uint64_t now_ms);
 

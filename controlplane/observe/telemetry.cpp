@@ -41,6 +41,20 @@ int counters_cmd(const char*, const char*, rte_tel_data* d) {
     rte_tel_data_add_dict_u64(d, (std::string("handled/") + to_string(static_cast<Handled>(i))).c_str(), t.handled[i]);
   for (std::size_t i = 0; i < kDropReasonCount; ++i)
     rte_tel_data_add_dict_u64(d, (std::string("drop/") + to_string(static_cast<DropReason>(i))).c_str(), t.drops[i]);
+  // Neighbour cache events, as the workers last published them (at most 200 ms old).
+  neigh::NeighStats n;
+  for (const auto& w : g_runtime->workers) {
+    auto& snap = w->neighbour_snapshot();
+    std::lock_guard lock(snap.mutex);
+    n += snap.stats;
+  }
+  rte_tel_data_add_dict_u64(d, "neighbour/created", n.created);
+  rte_tel_data_add_dict_u64(d, "neighbour/updated", n.updated);
+  rte_tel_data_add_dict_u64(d, "neighbour/mac_changed", n.mac_changed);
+  rte_tel_data_add_dict_u64(d, "neighbour/evicted", n.evicted);
+  rte_tel_data_add_dict_u64(d, "neighbour/table_full", n.table_full);
+  rte_tel_data_add_dict_u64(d, "neighbour/expired", n.expired);
+  rte_tel_data_add_dict_u64(d, "neighbour/failed", n.failed);
   rte_tel_data_add_dict_u64(d, "worker/polls", t.polls);
   rte_tel_data_add_dict_u64(d, "worker/busy_polls", t.busy_polls);
   rte_tel_data_add_dict_u64(d, "worker/idle_sleeps", t.idle_sleeps);

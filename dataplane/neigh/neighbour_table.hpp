@@ -46,6 +46,17 @@ struct NeighStats {
   std::uint64_t table_full = 0;   // a new entry was refused: nothing evictable
   std::uint64_t expired = 0;      // stale and unused for stale_ms
   std::uint64_t failed = 0;       // no answer to max_probes probes
+
+  NeighStats& operator+=(const NeighStats& o) {
+    created += o.created;
+    updated += o.updated;
+    mac_changed += o.mac_changed;
+    evicted += o.evicted;
+    table_full += o.table_full;
+    expired += o.expired;
+    failed += o.failed;
+    return *this;
+  }
 };
 
 enum class LearnResult : std::uint8_t { kIgnored, kCreated, kUpdated, kTableFull };

@@ -26,9 +26,10 @@ struct Fixture {
 void run_frames(benchmark::State& state, const test::Bytes& request) {
   Fixture fx;
   test::Bytes frame = request;
+  LearntNeighbour learnt;
   for (auto _ : state) {
     std::copy(request.begin(), request.end(), frame.begin());
-    const LocalResult r = handle_local_frame(frame.data(), static_cast<std::uint32_t>(frame.size()), fx.itf, fx.neighbours, 0);
+    const LocalResult r = handle_local_frame(frame.data(), static_cast<std::uint32_t>(frame.size()), fx.itf, fx.neighbours, 0, learnt);
     benchmark::DoNotOptimize(r);
     benchmark::ClobberMemory();
   }

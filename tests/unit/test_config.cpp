@@ -878,3 +878,11 @@ name = "x"
 }
 
 }  // namespace
+
+// The example in docs/ is what operators copy: it must stay valid.
+TEST(ConfigFile, DocumentedExampleIsValid) {
+  const auto r = tandem::config::load_config(TANDEM_TEST_DATA "/../../docs/examples/tandemd.toml");
+  for (const auto& e : r.errors) ADD_FAILURE() << e.to_string();
+  ASSERT_TRUE(r.config.has_value());
+  EXPECT_EQ(r.config->ports.size(), 1u);
+}

@@ -25,7 +25,7 @@ class LocalStackTest : public ::testing::Test {
   }
 
   LocalResult run(Bytes& f, std::uint64_t now = 1000) {
-    return handle_local_frame(f.data(), static_cast<std::uint32_t>(f.size()), itf_, neighbours_, now);
+    return handle_local_frame(f.data(), static_cast<std::uint32_t>(f.size()), itf_, neighbours_, now, learnt_);
   }
 
   static Bytes echo_request(std::uint32_t src, std::uint32_t dst, const Bytes& data = test::pattern(56),
@@ -36,6 +36,7 @@ class LocalStackTest : public ::testing::Test {
 
   LocalInterface itf_;
   neigh::NeighbourTable neighbours_;
+  LearntNeighbour learnt_;
 };
 
 void expect_drop(const LocalResult& r, DropReason reason) {
@@ -89,8 +90,8 @@ TEST_F(LocalStackTest, SolicitedReplyIsLearntUnsolicitedIsNot) {
   EXPECT_EQ(r.action, Action::kConsume);
   EXPECT_EQ(r.event, Handled::kArpRepliesLearnt);
   EXPECT_TRUE(r.learnt);
-  EXPECT_EQ(r.learnt_ip, gw);
-  EXPECT_EQ(r.learnt_mac, net::MacAddr{kOther});
+  EXPECT_EQ(learnt_.ip, gw);
+  EXPECT_EQ(learnt_.mac, net::MacAddr{kOther});
   net::MacAddr m;
   EXPECT_EQ(neighbours_.resolve(gw, 1020, &m), neigh::ResolveResult::kKnown);
   EXPECT_EQ(m, net::MacAddr{kOther});
@@ -232,7 +233,7 @@ TEST_F(LocalStackTest, SurvivesRandomAndMutatedFrames) {
     // Exact-size heap copy so ASan sees any read past the frame.
     auto* buf = new std::uint8_t[f.size()];
     std::copy(f.begin(), f.end(), buf);
-    const LocalResult r = handle_local_frame(buf, static_cast<std::uint32_t>(f.size()), itf_, neighbours_, round);
+    const LocalResult r = handle_local_frame(buf, static_cast<std::uint32_t>(f.size()), itf_, neighbours_, round, learnt_);
     if (r.action == Action::kDrop) {
       ASSERT_LT(static_cast<std::size_t>(r.reason), kDropReasonCount);
     } else {
