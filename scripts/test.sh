@@ -39,7 +39,7 @@ fi
 
 echo "== end-to-end tests"
 # Debian's interpreter: it is the one python3-pytest is installed for.
-/usr/bin/python3 -m pytest tests/e2e -v -rs -p no:cacheprovider --tandemd="$PWD/build/controlplane/tandemd" \
+TANDEMD="$PWD/build/controlplane/tandemd" /usr/bin/python3 -m pytest tests/e2e -v -rs -p no:cacheprovider \
   || failed+=("end-to-end")
 
 if [[ ${#failed[@]} -ne 0 ]]; then

@@ -1,0 +1,43 @@
+"""tandemlab: a small test lab for Tandem on one Linux machine (root needed).
+
+Network namespaces joined by veth pairs or bridges, tandemd started inside a namespace with
+sd_notify readiness, DPDK telemetry queries, kernel-side traffic helpers, and teardown that
+leaves nothing behind. Used by the pytest suite in tests/e2e and by scripts/demo.py.
+
+    from tandemlab import Lab, Tandemd, UnitConfig, PortConfig, af_xdp, ping
+
+    with Lab() as lab:
+        client, unit_ns = lab.netns("client"), lab.netns("unit")
+        c_if, u_if = lab.veth(client, unit_ns, "cli0", "uplink0")
+        lab.addr(client, c_if, "10.199.1.1/24")
+        cfg = UnitConfig(name="tandem-a", file_prefix=f"{lab.id}-a",
+                         ports=[PortConfig("north0", af_xdp(u_if), "10.199.1.2/24")])
+        unit = Tandemd(lab, unit_ns, cfg).start()
+        print(ping(client, "10.199.1.2").received, unit.counters())
+"""
+
+from .config import PortConfig, UnitConfig, af_packet, af_xdp, dumps_toml
+from .lab import (Background, Lab, Netns, check_ifname, cleanup_stale, close_all_labs,
+                  install_signal_handlers, leftovers, list_netns)
+from .proc import CommandError, run, wait_until
+from .tandemd import (FINAL_COUNTERS_MARK, READY_LOG_LINE, NotifySocket, Tandemd, TandemdError,
+                      check_config, default_binary, parse_counter_lines, repo_root)
+from .telemetry import (TelemetryClient, TelemetryError, parse_counters, parse_neighbours,
+                        socket_path, telemetry)
+from .topology import DRIVERS, ClientUnit, client_and_unit
+from .traffic import (ArpingResult, PingResult, arping, parse_arping, parse_ping, ping,
+                      static_neighbour)
+
+__all__ = [
+    "PortConfig", "UnitConfig", "af_packet", "af_xdp", "dumps_toml",
+    "Background", "Lab", "Netns", "check_ifname", "cleanup_stale", "close_all_labs",
+    "install_signal_handlers", "leftovers", "list_netns",
+    "CommandError", "run", "wait_until",
+    "FINAL_COUNTERS_MARK", "READY_LOG_LINE", "NotifySocket", "Tandemd", "TandemdError",
+    "check_config", "default_binary", "parse_counter_lines", "repo_root",
+    "TelemetryClient", "TelemetryError", "parse_counters", "parse_neighbours",
+    "socket_path", "telemetry",
+    "DRIVERS", "ClientUnit", "client_and_unit",
+    "ArpingResult", "PingResult", "arping", "parse_arping", "parse_ping", "ping",
+    "static_neighbour",
+]

@@ -1,0 +1,152 @@
+"""tandemd's TOML configuration, built from Python values.
+
+    cfg = UnitConfig(name="tandem-a", file_prefix="tl42-ab12-a",
+                     ports=[PortConfig("north0", af_xdp("veth-u"), address="10.199.1.2/24")])
+    path.write_text(cfg.to_toml())
+
+`extra` lets a test add or override any key without changing this module:
+    UnitConfig(..., extra={"worker": {"burst_size": 8}, "newsection": {"k": 1}})
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def af_xdp(iface: str, index: int = 0, **kv: Any) -> str:
+    """DPDK vdev string for an AF_XDP port on a kernel interface."""
+    return _vdev(f"net_af_xdp{index}", iface, kv)
+
+
+def af_packet(iface: str, index: int = 0, **kv: Any) -> str:
+    """DPDK vdev string for an AF_PACKET port on a kernel interface."""
+    return _vdev(f"net_af_packet{index}", iface, kv)
+
+
+def _vdev(driver: str, iface: str, kv: dict) -> str:
+    return ",".join([driver, f"iface={iface}"] + [f"{k}={v}" for k, v in kv.items()])
+
+
+@dataclass
+class PortConfig:
+    name: str
+    device: str                      # e.g. af_xdp("veth-u")
+    address: str                     # CIDR, e.g. "10.199.1.2/24"
+    role: str = "both"               # north | south | both
+    gateway: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "device": self.device, "role": self.role,
+                             "address": self.address}
+        if self.gateway:
+            d["gateway"] = self.gateway
+        d.update(self.extra)
+        return d
+
+
+@dataclass
+class UnitConfig:
+    name: str = "tandem-a"
+    file_prefix: str = "tandem-a"
+    id: int = 1
+    ports: list[PortConfig] = field(default_factory=list)
+    # [eal]
+    lcores: str = "0"
+    memory_mb: int = 256
+    no_huge: bool = True
+    extra_eal_args: list[str] = field(default_factory=list)
+    # [worker]
+    burst_size: int = 32
+    idle_backoff: bool = True
+    # [neighbour]
+    neighbour_capacity: int = 1024
+    reachable_ms: int = 30000
+    probe_interval_ms: int = 1000
+    max_probes: int = 3
+    # [log]
+    log_level: str = "info"
+    # anything else: {section: {key: value}} merged over the above
+    extra: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "unit": {"id": self.id, "name": self.name},
+            "eal": {"lcores": self.lcores, "memory_mb": self.memory_mb, "no_huge": self.no_huge,
+                    "file_prefix": self.file_prefix, "extra_args": list(self.extra_eal_args)},
+            "worker": {"burst_size": self.burst_size, "idle_backoff": self.idle_backoff},
+            "neighbour": {"capacity": self.neighbour_capacity, "reachable_ms": self.reachable_ms,
+                          "probe_interval_ms": self.probe_interval_ms,
+                          "max_probes": self.max_probes},
+            "log": {"level": self.log_level},
+        }
+        for section, values in self.extra.items():
+            if isinstance(values, dict) and isinstance(d.get(section), dict):
+                d[section].update(values)
+            else:
+                d[section] = values
+        d["port"] = [p.to_dict() for p in self.ports]
+        return d
+
+    def to_toml(self) -> str:
+        return dumps_toml(self.to_dict())
+
+
+# --- a small TOML writer (tables, arrays of tables, scalars, arrays of scalars) -------------
+
+def _key(k: str) -> str:
+    if k and all(c.isalnum() or c in "-_" for c in k):
+        return k
+    return json.dumps(k)
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        if math.isnan(v) or math.isinf(v):
+            raise ValueError("TOML writer: nan/inf not supported")
+        return repr(v)
+    if isinstance(v, str):
+        # a JSON string (ASCII, \" \\ \n \uXXXX escapes) is a valid TOML basic string
+        return json.dumps(v, ensure_ascii=True)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{ " + ", ".join(f"{_key(k)} = {_value(x)}" for k, x in v.items()) + " }"
+    raise TypeError(f"TOML writer: unsupported value {v!r}")
+
+
+def _is_table_array(v: Any) -> bool:
+    return isinstance(v, list) and bool(v) and all(isinstance(x, dict) for x in v)
+
+
+def dumps_toml(doc: dict[str, Any]) -> str:
+    lines: list[str] = []
+
+    def emit_table(path: list[str], table: dict[str, Any], header: str | None) -> None:
+        scalars = [(k, v) for k, v in table.items()
+                   if v is not None and not isinstance(v, dict) and not _is_table_array(v)]
+        subtables = [(k, v) for k, v in table.items() if isinstance(v, dict)]
+        arrays = [(k, v) for k, v in table.items() if _is_table_array(v)]
+        if header is not None:
+            if lines:
+                lines.append("")
+            lines.append(header)
+        for k, v in scalars:
+            lines.append(f"{_key(k)} = {_value(v)}")
+        for k, v in subtables:
+            p = path + [k]
+            emit_table(p, v, "[" + ".".join(_key(x) for x in p) + "]")
+        for k, v in arrays:
+            p = path + [k]
+            for item in v:
+                emit_table(p, item, "[[" + ".".join(_key(x) for x in p) + "]]")
+
+    emit_table([], doc, None)
+    return "\n".join(lines) + "\n"
