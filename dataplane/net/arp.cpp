@@ -37,7 +37,7 @@ std::optional<ArpMessage> parse_arp(const std::uint8_t* frame, std::size_t len) 
 
 void arp_request_to_reply(std::uint8_t* frame, const ArpMessage& request, const MacAddr& our_mac) {
   // Reply to the link-layer sender of the request, as the kernel does.
-  std::memmove(frame + eth::kDst, frame + eth::kSrc, 6);
+  store_mac(frame + eth::kDst, load_mac(frame + eth::kSrc));
   store_mac(frame + eth::kSrc, our_mac);
   std::uint8_t* a = frame + eth::kHeaderLen;
   store_be16(a + arp::kOper, arp::kOpReply);
