@@ -4,20 +4,28 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "controlplane/config/config.hpp"
 #include "controlplane/observe/counters_report.hpp"
+#include "controlplane/xdp/steering.hpp"
+#include "dataplane/local_tables.hpp"
 #include "dataplane/port.hpp"
 #include "dataplane/worker.hpp"
 
 namespace tandem {
 
 struct Runtime {
+  std::string config_path;
   config::Config config;
   std::vector<dpdk::PortInfo> ports;                  // index = config.ports index
+  std::unique_ptr<dpdk::LocalTables> locals;          // the addresses each port answers for
   std::vector<std::unique_ptr<dpdk::Worker>> workers;
+  std::vector<std::unique_ptr<xdp::Steering>> steering;  // per port; null without XDP steering
+  // Serialises the control thread's changes with telemetry's reads of the steering state.
+  mutable std::mutex control_mutex;
   std::atomic<bool> stop{false};
   std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
 
@@ -25,6 +33,14 @@ struct Runtime {
     std::vector<std::string> names;
     for (const auto& p : config.ports) names.push_back(p.name);
     return names;
+  }
+
+  // The table a port's workers use: its MAC and `addresses`.
+  LocalInterface local_interface(std::size_t port, const std::vector<net::Ipv4Prefix>& addresses) const {
+    LocalInterface itf;
+    itf.mac = ports[port].mac;
+    for (const auto& a : addresses) itf.add(a);
+    return itf;
   }
 
   observe::CounterTotals counters() const {

@@ -2,6 +2,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <ctime>
 #include <cstdio>
@@ -19,6 +20,7 @@
 #include "controlplane/observe/counters_report.hpp"
 #include "controlplane/observe/sd_notify.hpp"
 #include "controlplane/observe/telemetry.hpp"
+#include "controlplane/reload.hpp"
 #include "controlplane/runtime.hpp"
 #include "dataplane/eal.hpp"
 #include "dataplane/port.hpp"
@@ -37,8 +39,18 @@ void setup_logging(const std::string& level) {
 }
 
 void log_counters(const Runtime& rt, const char* title) {
+  std::lock_guard lock(rt.control_mutex);
   spdlog::info("{}", title);
   for (const auto& line : observe::format_counters(rt.counters())) spdlog::info("  {}", line);
+  for (std::size_t i = 0; i < rt.steering.size(); ++i) {
+    if (!rt.steering[i]) continue;
+    std::string line = "xdp " + rt.config.ports[i].name + ":";
+    const auto v = rt.steering[i]->verdicts();
+    for (int k = 0; k < TANDEM_STEER_VERDICT_COUNT; ++k) line += fmt::format(" {}={}", xdp::verdict_name(k), v[k]);
+    spdlog::info("  {}", line);
+    for (const auto& h : rt.steering[i]->blocklist_hits())
+      spdlog::info("  xdp {} blocklist {}: {} packets {} bytes", rt.config.ports[i].name, h.prefix.to_string(), h.packets, h.bytes);
+  }
 }
 
 // The control thread: waits for signals and watches links. Workers never block on it.
@@ -53,6 +65,7 @@ void control_loop(Runtime& rt, const sigset_t& signals) {
       break;
     }
     if (sig == SIGUSR1) log_counters(rt, "counters (SIGUSR1)");
+    if (sig == SIGHUP) reload_config(rt);
     for (std::size_t i = 0; i < rt.ports.size(); ++i) {
       const bool up = dpdk::port_link_up(rt.ports[i].port_id);
       if (up != link_up[i]) spdlog::info("port {}: link {}", rt.config.ports[i].name, up ? "up" : "down");
@@ -61,7 +74,61 @@ void control_loop(Runtime& rt, const sigset_t& signals) {
   }
 }
 
-int run(config::Config cfg) {
+// Detaches a steering program a previous run left behind (kill -9 cannot detach it), so that the
+// PMD can attach a fresh one; refuses to touch anybody else's program.
+bool clear_stale_steering(const config::Config& c) {
+  for (const auto& p : c.ports) {
+    if (!p.xdp_steering) continue;
+    std::string error;
+    if (xdp::AttachedProgram::detach_if_named(p.devarg("iface"), xdp::kSteerProgramName, error)) {
+      spdlog::warn("port {}: detached a stale {} program from {}", p.name, xdp::kSteerProgramName, p.devarg("iface"));
+    } else if (!error.empty()) {
+      spdlog::critical("port {}: {}", p.name, error);
+      return false;
+    }
+  }
+  return true;
+}
+
+// Takes over the steering program the PMD attached: fast-path addresses and the blocklist.
+bool start_steering(Runtime& rt) {
+  rt.steering.resize(rt.config.ports.size());
+  for (std::size_t i = 0; i < rt.config.ports.size(); ++i) {
+    const auto& p = rt.config.ports[i];
+    if (!p.xdp_steering) continue;
+    std::string error;
+    auto s = xdp::Steering::open(p.devarg("iface"), error);
+    std::vector<net::Ipv4Addr> addrs;
+    for (const auto& a : p.addresses()) addrs.push_back(a.addr);
+    if (!s || !s->set_addresses(addrs, error) || !s->set_blocklist(rt.config.xdp.blocklist, error)) {
+      spdlog::critical("port {}: XDP steering: {}", p.name, error);
+      return false;
+    }
+    spdlog::info("port {}: XDP steering on {} (program id {}): {} address(es), {} blocklist prefix(es)", p.name,
+                 p.devarg("iface"), s->program_id(), addrs.size(), rt.config.xdp.blocklist.size());
+    rt.steering[i] = std::move(s);
+  }
+  return true;
+}
+
+// Stops the ports and releases everything that lives in DPDK memory, before rte_eal_cleanup.
+// Telemetry may still ask for counters meanwhile: it takes control_mutex and finds no workers.
+void stop_ports(Runtime& rt) {
+  {
+    std::lock_guard lock(rt.control_mutex);
+    rt.steering.clear();
+    rt.workers.clear();
+    rt.locals.reset();
+  }
+  for (const auto& p : rt.ports) dpdk::port_stop(p.port_id);
+  // The PMD detaches its program on close; make sure, since a left-over program would keep
+  // steering fast-path addresses to nobody.
+  std::string error;
+  for (const auto& p : rt.config.ports)
+    if (p.xdp_steering) xdp::AttachedProgram::detach_if_named(p.devarg("iface"), xdp::kSteerProgramName, error);
+}
+
+int run(config::Config cfg, const std::string& config_path) {
   setup_logging(cfg.log.level);
   // Block the stop signals before EAL starts its threads so that they inherit the mask and only
   // the control thread receives them (through sigtimedwait).
@@ -70,12 +137,24 @@ int run(config::Config cfg) {
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGUSR1);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   // Lives until exit: the telemetry thread may still read it while the process ends.
   static Runtime rt;
+  rt.config_path = config_path;
   rt.config = std::move(cfg);
   const auto& c = rt.config;
+  const bool steering = std::any_of(c.ports.begin(), c.ports.end(), [](const auto& p) { return p.xdp_steering; });
+  if (steering) {
+    rt.config.xdp.program = resolve_steer_program(c);
+    if (rt.config.xdp.program.empty()) {
+      spdlog::critical("XDP steering is on but steer.bpf.o was found neither beside tandemd nor in {}; set [xdp] program",
+                       TANDEM_BPF_DIR);
+      return 1;
+    }
+    if (!clear_stale_steering(c)) return 1;
+  }
   spdlog::info("tandemd {} starting: unit {} ({}), {} port(s)", TANDEM_VERSION, c.unit.name, c.unit.id, c.ports.size());
 
   const auto args = config::eal_arguments(c);
@@ -112,7 +191,7 @@ int run(config::Config cfg) {
     dpdk::PortInfo info;
     if (auto e = dpdk::port_start(setup, pool, info); !e.empty()) {
       spdlog::critical("port {}: {}", p.name, e);
-      for (const auto& started : rt.ports) dpdk::port_stop(started.port_id);
+      stop_ports(rt);
       dpdk::eal_cleanup();
       return 1;
     }
@@ -120,10 +199,14 @@ int run(config::Config cfg) {
                  info.driver, info.port_id, info.mac.to_string(), p.address.to_string(), config::to_string(p.role),
                  p.gateway ? ", gateway " + p.gateway->to_string() : std::string());
     rt.ports.push_back(info);
-    dpdk::WorkerPort wp{.port_id = info.port_id, .gateway = p.gateway};
-    wp.local.mac = info.mac;
-    wp.local.add(p.address);
-    worker_ports.push_back(wp);
+    worker_ports.push_back({.port_id = info.port_id, .gateway = p.gateway});
+  }
+  rt.locals = std::make_unique<dpdk::LocalTables>(n_workers);
+  for (std::size_t i = 0; i < c.ports.size(); ++i) rt.locals->publish(i, rt.local_interface(i, c.ports[i].addresses()));
+  if (!start_steering(rt)) {
+    stop_ports(rt);
+    dpdk::eal_cleanup();
+    return 1;
   }
 
   const dpdk::WorkerSettings ws{.burst_size = c.worker.burst_size,
@@ -134,7 +217,7 @@ int run(config::Config cfg) {
   unsigned lcore = 0;
   RTE_LCORE_FOREACH(lcore) lcores.push_back(lcore);
   for (unsigned i = 0; i < lcores.size(); ++i)
-    rt.workers.push_back(std::make_unique<dpdk::Worker>(i, ws, worker_ports, c.neighbour, pool, rt.stop));
+    rt.workers.push_back(std::make_unique<dpdk::Worker>(i, ws, worker_ports, c.neighbour, pool, *rt.locals, rt.stop));
   std::vector<dpdk::Worker*> all;
   for (auto& w : rt.workers) all.push_back(w.get());
   for (auto& w : rt.workers) w->set_peers(all);
@@ -155,7 +238,7 @@ int run(config::Config cfg) {
   observe::sd_notify("STOPPING=1");
 
   log_counters(rt, "final counters");
-  for (const auto& p : rt.ports) dpdk::port_stop(p.port_id);
+  stop_ports(rt);
   dpdk::eal_cleanup();
   spdlog::info("tandemd stopped");
   return 0;
@@ -188,5 +271,5 @@ int main(int argc, char** argv) {
     std::printf("%s: configuration is valid\n", path.c_str());
     return 0;
   }
-  return tandem::run(std::move(*parsed.config));
+  return tandem::run(std::move(*parsed.config), path);
 }

@@ -30,8 +30,8 @@ std::uint64_t now_ms() {
 
 Worker::Worker(unsigned index, const WorkerSettings& settings, const std::vector<WorkerPort>& ports,
                const neigh::NeighbourConfig& neighbour_config, rte_mempool* pool,
-               const std::atomic<bool>& stop)
-    : index_(index), settings_(settings), ports_(ports), pool_(pool), stop_(stop) {
+               LocalTables& locals, const std::atomic<bool>& stop)
+    : index_(index), settings_(settings), ports_(ports), pool_(pool), locals_(locals), stop_(stop) {
   if (settings_.burst_size > kMaxBurst) settings_.burst_size = kMaxBurst;
   neighbours_.reserve(ports_.size());
   for (std::size_t i = 0; i < ports_.size(); ++i) neighbours_.emplace_back(neighbour_config);
@@ -63,7 +63,10 @@ int Worker::lcore_main(void* self) {
 void Worker::run() {
   std::uint64_t next_periodic = 0;
   std::uint32_t idle_polls = 0;
+  locals_.worker_online(index_);
   while (!stop_.load(std::memory_order_relaxed)) {
+    // Top of the loop: no table pointer from the previous iteration is held any more.
+    locals_.worker_quiescent(index_);
     const std::uint64_t now = now_ms();
     std::uint32_t received = 0;
     for (std::size_t p = 0; p < ports_.size(); ++p) poll_port(p, now, received);
@@ -86,6 +89,7 @@ void Worker::run() {
       }
     }
   }
+  locals_.worker_offline(index_);
 }
 
 void Worker::poll_port(std::size_t port_index, std::uint64_t now, std::uint32_t& received) {
@@ -94,6 +98,7 @@ void Worker::poll_port(std::size_t port_index, std::uint64_t now, std::uint32_t&
   std::array<rte_mbuf*, kMaxBurst> rx;
   std::array<rte_mbuf*, kMaxBurst> tx;
   std::array<rte_mbuf*, kMaxBurst> done;  // freed together at the end of the burst
+  const LocalInterface& local = locals_.get(port_index);
   const std::uint16_t n = rte_eth_rx_burst(port.port_id, static_cast<std::uint16_t>(index_), rx.data(),
                                            static_cast<std::uint16_t>(settings_.burst_size));
   if (n == 0) return;
@@ -112,7 +117,7 @@ void Worker::poll_port(std::size_t port_index, std::uint64_t now, std::uint32_t&
       continue;
     }
     const LocalResult r = handle_local_frame(rte_pktmbuf_mtod(m, std::uint8_t*), m->data_len,
-                                             port.local, neighbours_[port_index], now, learnt);
+                                             local, neighbours_[port_index], now, learnt);
     if (r.learnt) share_learnt(port_index, learnt);
     switch (r.action) {
       case LocalResult::Action::kTransmit:
@@ -163,17 +168,18 @@ void Worker::periodic(std::uint64_t now) {
 
 void Worker::send_arp_request(std::size_t port_index, net::Ipv4Addr target) {
   const WorkerPort& port = ports_[port_index];
+  const LocalInterface& local = locals_.get(port_index);
   rte_mbuf* m = rte_pktmbuf_alloc(pool_);
   if (!m) {
     counters_.drop(DropReason::kNoMbuf);
     return;
   }
   // Ask from the address whose subnet holds the target, as the kernel picks its source.
-  net::Ipv4Addr source = port.local.prefixes[0].addr;
-  for (std::uint8_t i = 0; i < port.local.count; ++i)
-    if (port.local.prefixes[i].contains(target)) source = port.local.prefixes[i].addr;
+  net::Ipv4Addr source = local.prefixes[0].addr;
+  for (std::uint8_t i = 0; i < local.count; ++i)
+    if (local.prefixes[i].contains(target)) source = local.prefixes[i].addr;
   const std::size_t len = net::build_arp_request(rte_pktmbuf_mtod(m, std::uint8_t*),
-                                                 rte_pktmbuf_tailroom(m), port.local.mac, source, target);
+                                                 rte_pktmbuf_tailroom(m), local.mac, source, target);
   m->data_len = static_cast<std::uint16_t>(len);
   m->pkt_len = static_cast<std::uint32_t>(len);
   PortCounters& pc = counters_.ports[port_index];

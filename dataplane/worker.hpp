@@ -11,6 +11,7 @@
 
 #include "dataplane/counters.hpp"
 #include "dataplane/local_stack.hpp"
+#include "dataplane/local_tables.hpp"
 #include "dataplane/neigh/neighbour_table.hpp"
 
 struct rte_mempool;
@@ -25,10 +26,9 @@ struct WorkerSettings {
   std::uint32_t idle_sleep_us = 100;
 };
 
-// A data port as the workers see it.
+// A data port as the workers see it. Its addresses live in LocalTables, which can change.
 struct WorkerPort {
   std::uint16_t port_id = 0;
-  LocalInterface local;
   std::optional<net::Ipv4Addr> gateway;  // resolved and kept fresh by worker 0
 };
 
@@ -56,7 +56,7 @@ class Worker {
  public:
   Worker(unsigned index, const WorkerSettings& settings, const std::vector<WorkerPort>& ports,
          const neigh::NeighbourConfig& neighbour_config, rte_mempool* pool,
-         const std::atomic<bool>& stop);
+         LocalTables& locals, const std::atomic<bool>& stop);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -85,6 +85,7 @@ class Worker {
   std::vector<WorkerPort> ports_;
   std::vector<neigh::NeighbourTable> neighbours_;  // one per port: each port is its own L2 domain
   rte_mempool* pool_;
+  LocalTables& locals_;
   rte_ring* inbox_ = nullptr;  // neighbour updates from the other workers
   std::vector<Worker*> peers_;
   WorkerCounters counters_;

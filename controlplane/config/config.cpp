@@ -12,6 +12,7 @@
 #include <toml++/toml.h>
 
 #include "dataplane/counters.hpp"
+#include "dataplane/local_stack.hpp"
 
 namespace tandem::config {
 
@@ -30,6 +31,24 @@ bool PortConfig::is_pci() const {
   const auto colons = std::count(n.begin(), n.end(), ':');
   return (colons == 1 || colons == 2) && n.find('.') != std::string::npos &&
          std::all_of(n.begin(), n.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) || c == ':' || c == '.'; });
+}
+
+std::string PortConfig::devarg(std::string_view key) const {
+  std::string_view rest = device;
+  while (!rest.empty()) {
+    const auto comma = rest.find(',');
+    const std::string_view item = rest.substr(0, comma);
+    if (item.size() > key.size() && item.substr(0, key.size()) == key && item[key.size()] == '=')
+      return std::string(item.substr(key.size() + 1));
+    rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+  }
+  return {};
+}
+
+std::vector<net::Ipv4Prefix> PortConfig::addresses() const {
+  std::vector<net::Ipv4Prefix> all = {address};
+  all.insert(all.end(), secondary_addresses.begin(), secondary_addresses.end());
+  return all;
 }
 
 std::string ConfigError::to_string() const {
@@ -196,6 +215,25 @@ std::string check_log_level(const std::string& s) {
 
 bool is_power_of_two(std::uint32_t v) { return v != 0 && (v & (v - 1)) == 0; }
 
+// An address a port answers for, with its subnet: "10.0.0.2/24".
+std::string check_host_prefix(const std::string& s) {
+  const auto prefix = net::Ipv4Prefix::parse(s);
+  if (!prefix) return "must be an IPv4 address with a prefix length, e.g. \"10.0.0.2/24\"";
+  if (prefix->length > 30 && prefix->length != 32) return "prefix /31 is not supported";
+  if (prefix->length <= 30 && (prefix->addr == prefix->network() || prefix->addr == prefix->broadcast()))
+    return "is the network or broadcast address of " + prefix->network().to_string() + "/" + std::to_string(prefix->length);
+  return "";
+}
+
+// A network: "198.51.100.0/24", host bits zero.
+std::string check_network_prefix(const std::string& s) {
+  const auto prefix = net::Ipv4Prefix::parse(s);
+  if (!prefix) return "must be an IPv4 prefix, e.g. \"198.51.100.0/24\"";
+  if (prefix->addr != prefix->network())
+    return "has host bits set; the network is " + prefix->network().to_string() + "/" + std::to_string(prefix->length);
+  return "";
+}
+
 void read_unit(TableReader& root, Config& c) {
   const toml::table* t = root.table("unit");
   if (!t) {
@@ -241,6 +279,30 @@ void read_neighbour(TableReader& root, Config& c) {
   if (n.stale_ms < n.reachable_ms) r.error("stale_ms", "must not be less than reachable_ms");
 }
 
+void read_xdp(TableReader& root, Config& c) {
+  const toml::table* t = root.table("xdp");
+  if (!t) return;
+  TableReader r(*t, "xdp", root.file(), root.errors());
+  r.string("program", c.xdp.program);
+  std::vector<std::string> blocklist;
+  r.string_array("blocklist", blocklist);
+  if (blocklist.size() > kMaxBlocklistPrefixes) {
+    r.error("blocklist", "at most " + std::to_string(kMaxBlocklistPrefixes) + " prefixes");
+    return;
+  }
+  for (const auto& text : blocklist) {
+    if (auto msg = check_network_prefix(text); !msg.empty()) {
+      r.error("blocklist", "\"" + text + "\" " + msg);
+      continue;
+    }
+    const auto prefix = *net::Ipv4Prefix::parse(text);
+    if (std::find(c.xdp.blocklist.begin(), c.xdp.blocklist.end(), prefix) != c.xdp.blocklist.end())
+      r.error("blocklist", prefix.to_string() + " is listed twice");
+    else
+      c.xdp.blocklist.push_back(prefix);
+  }
+}
+
 void read_log(TableReader& root, Config& c) {
   const toml::table* t = root.table("log");
   if (!t) return;
@@ -262,15 +324,35 @@ void read_port(const toml::table& t, std::size_t index, TableReader& root, Confi
   p.role = role == "north" ? PortRole::kNorth : role == "south" ? PortRole::kSouth : PortRole::kBoth;
 
   std::string address;
-  r.string("address", address, true, [](const std::string& s) {
-    const auto prefix = net::Ipv4Prefix::parse(s);
-    if (!prefix) return std::string("must be an IPv4 address with a prefix length, e.g. \"10.0.0.2/24\"");
-    if (prefix->length > 30 && prefix->length != 32) return std::string("prefix /31 is not supported");
-    if (prefix->length <= 30 && (prefix->addr == prefix->network() || prefix->addr == prefix->broadcast()))
-      return "is the network or broadcast address of " + prefix->network().to_string() + "/" + std::to_string(prefix->length);
-    return std::string();
-  });
+  r.string("address", address, true, check_host_prefix);
   if (auto prefix = net::Ipv4Prefix::parse(address)) p.address = *prefix;
+
+  std::vector<std::string> secondary;
+  r.string_array("secondary_addresses", secondary);
+  if (secondary.size() + 1 > kMaxLocalAddrs) {
+    r.error("secondary_addresses", "at most " + std::to_string(kMaxLocalAddrs - 1) + " secondary addresses per port");
+    secondary.clear();
+  }
+  for (const auto& text : secondary) {
+    if (auto msg = check_host_prefix(text); !msg.empty()) {
+      r.error("secondary_addresses", "\"" + text + "\" " + msg);
+      continue;
+    }
+    const auto prefix = *net::Ipv4Prefix::parse(text);
+    const bool repeated = prefix.addr == p.address.addr ||
+                          std::any_of(p.secondary_addresses.begin(), p.secondary_addresses.end(),
+                                      [&](const net::Ipv4Prefix& q) { return q.addr == prefix.addr; });
+    if (repeated) r.error("secondary_addresses", prefix.addr.to_string() + " is listed twice");
+    else p.secondary_addresses.push_back(prefix);
+  }
+
+  p.xdp_steering = p.is_af_xdp();
+  r.boolean("xdp_steering", p.xdp_steering);
+  if (p.xdp_steering && !p.device.empty() && !p.is_af_xdp())
+    r.error("xdp_steering", "applies to AF_XDP devices (net_af_xdp) only");
+  if (p.xdp_steering && !p.devarg("xdp_prog").empty())
+    r.error("device", "xdp_prog= conflicts with xdp_steering; set [xdp] program, or xdp_steering = false");
+  if (p.is_af_xdp() && p.devarg("iface").empty()) r.error("device", "an AF_XDP device needs iface=<interface>");
 
   std::string gateway;
   r.string("gateway", gateway, false, [&](const std::string& s) {
@@ -295,8 +377,11 @@ void read_port(const toml::table& t, std::size_t index, TableReader& root, Confi
     if (!p.name.empty() && other.name == p.name) r.error("name", "port name \"" + p.name + "\" is used twice");
     if (!p.device.empty() && other.device_name() == p.device_name())
       r.error("device", "device \"" + p.device_name() + "\" is used by port \"" + other.name + "\"");
-    if (!address.empty() && other.address.addr == p.address.addr)
-      r.error("address", p.address.addr.to_string() + " is also the address of port \"" + other.name + "\"");
+    for (const auto& mine : p.addresses())
+      for (const auto& theirs : other.addresses())
+        if (mine.addr == theirs.addr)
+          r.error(mine.addr == p.address.addr ? "address" : "secondary_addresses",
+                  mine.addr.to_string() + " is also an address of port \"" + other.name + "\"");
   }
   c.ports.push_back(std::move(p));
 }
@@ -345,6 +430,7 @@ ParseResult parse_config(std::string_view text, const std::string& source_name) 
     read_worker(r, c);
     read_neighbour(r, c);
     read_log(r, c);
+    read_xdp(r, c);
     read_ports(r, c);
   }  // the reader reports unknown top-level keys here
   if (c.eal.file_prefix.empty() && !c.unit.name.empty()) c.eal.file_prefix = "tandem-" + c.unit.name;

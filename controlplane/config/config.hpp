@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string_view>
 #include <string>
 #include <vector>
 
@@ -13,6 +14,7 @@
 namespace tandem::config {
 
 inline constexpr int kFormatVersion = 1;
+inline constexpr std::size_t kMaxBlocklistPrefixes = 4096;  // TANDEM_BLOCKLIST_MAX in ebpf/
 
 enum class PortRole : std::uint8_t { kNorth, kSouth, kBoth };
 const char* to_string(PortRole r);
@@ -20,6 +22,8 @@ const char* to_string(PortRole r);
 struct UnitConfig {
   std::uint32_t id = 0;
   std::string name;
+
+  bool operator==(const UnitConfig&) const = default;
 };
 
 struct EalConfig {
@@ -28,6 +32,8 @@ struct EalConfig {
   bool no_huge = false;
   std::string file_prefix;  // defaults to "tandem-<unit name>"
   std::vector<std::string> extra_args;
+
+  bool operator==(const EalConfig&) const = default;
 };
 
 struct WorkerConfig {
@@ -35,14 +41,18 @@ struct WorkerConfig {
   bool idle_backoff = false;           // off on an appliance: workers spin
   std::uint32_t idle_polls_before_sleep = 256;
   std::uint32_t idle_sleep_us = 100;
+
+  bool operator==(const WorkerConfig&) const = default;
 };
 
 struct PortConfig {
   std::string name;
   std::string device;  // DPDK devargs ("net_af_xdp0,iface=eth1") or a PCI address
   PortRole role = PortRole::kBoth;
-  net::Ipv4Prefix address;
+  net::Ipv4Prefix address;                      // primary: the source of the port's ARP requests
+  std::vector<net::Ipv4Prefix> secondary_addresses;  // further fast-path addresses
   std::optional<net::Ipv4Addr> gateway;
+  bool xdp_steering = false;  // AF_XDP only: Tandem's XDP program shares the interface with the kernel
   std::uint32_t mtu = 1500;
   bool promiscuous = false;
   std::uint32_t rx_descriptors = 1024;
@@ -51,10 +61,25 @@ struct PortConfig {
   // The DPDK device name: the devargs up to the first comma.
   std::string device_name() const { return device.substr(0, device.find(',')); }
   bool is_pci() const;
+  bool is_af_xdp() const { return device.rfind("net_af_xdp", 0) == 0; }
+  // The value of a "key=value" devarg ("iface" of "net_af_xdp0,iface=eth1"), empty if absent.
+  std::string devarg(std::string_view key) const;
+  // Every address the fast path answers for on this port, primary first.
+  std::vector<net::Ipv4Prefix> addresses() const;
+  bool operator==(const PortConfig&) const = default;
+};
+
+struct XdpConfig {
+  std::string program;                     // steer.bpf.o; empty: the one installed with tandemd
+  std::vector<net::Ipv4Prefix> blocklist;  // source prefixes dropped in XDP on steered ports
+
+  bool operator==(const XdpConfig&) const = default;
 };
 
 struct LogConfig {
   std::string level = "info";
+
+  bool operator==(const LogConfig&) const = default;
 };
 
 struct Config {
@@ -64,6 +89,7 @@ struct Config {
   WorkerConfig worker;
   neigh::NeighbourConfig neighbour;
   LogConfig log;
+  XdpConfig xdp;
   std::vector<PortConfig> ports;
 };
 

@@ -13,7 +13,9 @@ std::vector<std::string> eal_arguments(const Config& c, const std::string& progr
   if (!any_pci) a.push_back("--no-pci");
   for (const auto& p : c.ports) {
     a.push_back(p.is_pci() ? "-a" : "--vdev");
-    a.push_back(p.device);
+    // The af_xdp PMD loads and attaches a custom program given as xdp_prog= (it needs a map
+    // named xsks_map); tandemd then finds that program's other maps on the interface.
+    a.push_back(p.xdp_steering && !c.xdp.program.empty() ? p.device + ",xdp_prog=" + c.xdp.program : p.device);
   }
   a.insert(a.end(), c.eal.extra_args.begin(), c.eal.extra_args.end());
   return a;

@@ -14,6 +14,7 @@ const Runtime* g_runtime = nullptr;
 // /tandem/info: who this unit is and what it runs.
 int info_cmd(const char*, const char*, rte_tel_data* d) {
   const Runtime& rt = *g_runtime;
+  std::lock_guard lock(rt.control_mutex);
   rte_tel_data_start_dict(d);
   rte_tel_data_add_dict_int(d, "unit_id", static_cast<int>(rt.config.unit.id));
   rte_tel_data_add_dict_string(d, "unit_name", rt.config.unit.name.c_str());
@@ -28,6 +29,7 @@ int info_cmd(const char*, const char*, rte_tel_data* d) {
 // /tandem/counters: a flat dictionary, "<port>/<counter>", "drop/<reason>", "handled/<event>",
 // "worker/<counter>" (telemetry keys allow letters, digits, '_' and '/').
 int counters_cmd(const char*, const char*, rte_tel_data* d) {
+  std::lock_guard lock(g_runtime->control_mutex);
   const CounterTotals t = g_runtime->counters();
   rte_tel_data_start_dict(d);
   for (const auto& p : t.ports) {
@@ -45,7 +47,7 @@ int counters_cmd(const char*, const char*, rte_tel_data* d) {
   neigh::NeighStats n;
   for (const auto& w : g_runtime->workers) {
     auto& snap = w->neighbour_snapshot();
-    std::lock_guard lock(snap.mutex);
+    std::lock_guard snap_lock(snap.mutex);
     n += snap.stats;
   }
   rte_tel_data_add_dict_u64(d, "neighbour/created", n.created);
@@ -55,6 +57,12 @@ int counters_cmd(const char*, const char*, rte_tel_data* d) {
   rte_tel_data_add_dict_u64(d, "neighbour/table_full", n.table_full);
   rte_tel_data_add_dict_u64(d, "neighbour/expired", n.expired);
   rte_tel_data_add_dict_u64(d, "neighbour/failed", n.failed);
+  for (std::size_t i = 0; i < g_runtime->steering.size(); ++i) {
+    if (!g_runtime->steering[i]) continue;
+    const auto v = g_runtime->steering[i]->verdicts();
+    for (int k = 0; k < TANDEM_STEER_VERDICT_COUNT; ++k)
+      rte_tel_data_add_dict_u64(d, (g_runtime->config.ports[i].name + "/xdp/" + xdp::verdict_name(k)).c_str(), v[k]);
+  }
   rte_tel_data_add_dict_u64(d, "worker/polls", t.polls);
   rte_tel_data_add_dict_u64(d, "worker/busy_polls", t.busy_polls);
   rte_tel_data_add_dict_u64(d, "worker/idle_sleeps", t.idle_sleeps);
@@ -65,6 +73,7 @@ int counters_cmd(const char*, const char*, rte_tel_data* d) {
 // first worker last published them (every worker learns the same entries).
 int neighbours_cmd(const char*, const char*, rte_tel_data* d) {
   rte_tel_data_start_array(d, RTE_TEL_STRING_VAL);
+  std::lock_guard runtime_lock(g_runtime->control_mutex);
   if (g_runtime->workers.empty()) return 0;
   auto& snap = g_runtime->workers.front()->neighbour_snapshot();
   std::lock_guard lock(snap.mutex);
@@ -79,6 +88,21 @@ int neighbours_cmd(const char*, const char*, rte_tel_data* d) {
   return 0;
 }
 
+// /tandem/blocklist: one string per prefix and steered port, "<port> <prefix> <packets> <bytes>".
+int blocklist_cmd(const char*, const char*, rte_tel_data* d) {
+  rte_tel_data_start_array(d, RTE_TEL_STRING_VAL);
+  std::lock_guard lock(g_runtime->control_mutex);
+  for (std::size_t i = 0; i < g_runtime->steering.size(); ++i) {
+    if (!g_runtime->steering[i]) continue;
+    for (const auto& h : g_runtime->steering[i]->blocklist_hits()) {
+      const std::string line = g_runtime->config.ports[i].name + " " + h.prefix.to_string() + " " +
+                               std::to_string(h.packets) + " " + std::to_string(h.bytes);
+      if (rte_tel_data_add_array_string(d, line.c_str()) != 0) return 0;
+    }
+  }
+  return 0;
+}
+
 }  // namespace
 
 void register_telemetry(const Runtime& runtime) {
@@ -88,6 +112,8 @@ void register_telemetry(const Runtime& runtime) {
                              "Fast-path counters: per port, handled events, drops by reason.");
   rte_telemetry_register_cmd("/tandem/neighbours", neighbours_cmd,
                              "Neighbour cache: \"port address mac state age_ms\" per entry.");
+  rte_telemetry_register_cmd("/tandem/blocklist", blocklist_cmd,
+                             "XDP blocklist hits: \"port prefix packets bytes\" per prefix.");
 }
 
 }  // namespace tandem::observe

@@ -23,6 +23,8 @@ struct NeighbourConfig {
   std::uint32_t stale_ms = 120'000;
   std::uint32_t probe_interval_ms = 1'000;
   std::uint32_t max_probes = 3;
+
+  bool operator==(const NeighbourConfig&) const = default;
 };
 
 enum class NeighState : std::uint8_t { kFree, kIncomplete, kReachable, kStale };

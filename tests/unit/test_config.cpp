@@ -731,7 +731,7 @@ name = "p1"
 device = "net_ring1"
 address = "10.0.0.2/16"
 )",
-                 11, 11, "port[1].address", "10.0.0.2 is also the address of port \"p0\"");
+                 11, 11, "port[1].address", "10.0.0.2 is also an address of port \"p0\"");
 }
 
 TEST(ConfigErrors, DescriptorsThatAreNotAPowerOfTwo) {
@@ -885,4 +885,132 @@ TEST(ConfigFile, DocumentedExampleIsValid) {
   for (const auto& e : r.errors) ADD_FAILURE() << e.to_string();
   ASSERT_TRUE(r.config.has_value());
   EXPECT_EQ(r.config->ports.size(), 1u);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Secondary addresses, XDP steering and the blocklist.
+
+constexpr const char* kSteeredUnit = R"([unit]
+id = 1
+name = "a"
+[[port]]
+name = "p0"
+device = "net_af_xdp0,iface=eth1"
+address = "10.0.0.2/24"
+)";
+
+TEST(ConfigXdp, AfXdpPortsSteerByDefaultOthersDoNot) {
+  const ParseResult r = parse(std::string(kSteeredUnit) + R"([[port]]
+name = "p1"
+device = "net_af_packet0,iface=eth2"
+address = "10.0.1.2/24"
+)");
+  ASSERT_THAT(r.errors, IsEmpty());
+  EXPECT_TRUE(r.config->ports[0].xdp_steering);
+  EXPECT_FALSE(r.config->ports[1].xdp_steering);
+  EXPECT_EQ(r.config->ports[0].devarg("iface"), "eth1");
+  EXPECT_EQ(r.config->ports[1].devarg("iface"), "eth2");
+  EXPECT_EQ(r.config->ports[0].devarg("queue_count"), "");
+  EXPECT_TRUE(r.config->xdp.program.empty());
+  EXPECT_THAT(r.config->xdp.blocklist, IsEmpty());
+}
+
+TEST(ConfigXdp, SteeringCanBeTurnedOff) {
+  const ParseResult r = parse(std::string(kSteeredUnit) + "xdp_steering = false\n");
+  ASSERT_THAT(r.errors, IsEmpty());
+  EXPECT_FALSE(r.config->ports[0].xdp_steering);
+}
+
+TEST(ConfigXdp, SteeringOnANonAfXdpDeviceIsAnError) {
+  ExpectOneError(R"([unit]
+id = 1
+name = "a"
+[[port]]
+name = "p0"
+device = "net_af_packet0,iface=eth1"
+address = "10.0.0.2/24"
+xdp_steering = true
+)", 8, 16, "port[0].xdp_steering", "AF_XDP devices");
+}
+
+TEST(ConfigXdp, OwnXdpProgConflictsWithSteering) {
+  ExpectOneError(R"([unit]
+id = 1
+name = "a"
+[[port]]
+name = "p0"
+device = "net_af_xdp0,iface=eth1,xdp_prog=/x.o"
+address = "10.0.0.2/24"
+)", 6, 10, "port[0].device", "xdp_prog= conflicts");
+}
+
+TEST(ConfigXdp, AfXdpWithoutIfaceIsAnError) {
+  ExpectOneError(R"([unit]
+id = 1
+name = "a"
+[[port]]
+name = "p0"
+device = "net_af_xdp0"
+address = "10.0.0.2/24"
+)", 6, 10, "port[0].device", "iface=");
+}
+
+TEST(ConfigXdp, ProgramAndBlocklistAreRead) {
+  const ParseResult r = parse(std::string(kSteeredUnit) + R"([xdp]
+program = "/opt/steer.bpf.o"
+blocklist = ["198.51.100.0/24", "203.0.113.7/32", "0.0.0.0/0"]
+)");
+  ASSERT_THAT(r.errors, IsEmpty());
+  EXPECT_EQ(r.config->xdp.program, "/opt/steer.bpf.o");
+  EXPECT_THAT(r.config->xdp.blocklist,
+              ElementsAre(Ipv4Prefix{ip(198, 51, 100, 0), 24}, Ipv4Prefix{ip(203, 0, 113, 7), 32}, Ipv4Prefix{ip(0, 0, 0, 0), 0}));
+}
+
+TEST(ConfigXdp, BlocklistPrefixWithHostBitsNamesTheNetwork) {
+  ExpectOneError(std::string(kSteeredUnit) + R"([xdp]
+blocklist = ["198.51.100.7/24"]
+)", 9, 13, "xdp.blocklist", "the network is 198.51.100.0/24");
+}
+
+TEST(ConfigXdp, BlocklistBadAndRepeatedPrefixes) {
+  const ParseResult r = parse(std::string(kSteeredUnit) + R"([xdp]
+blocklist = ["nonsense", "10.0.0.0/8", "10.0.0.0/8"]
+)");
+  EXPECT_THAT(r.errors, ElementsAre(IsError(9, 13, "xdp.blocklist", "\"nonsense\" must be an IPv4 prefix"),
+                                    IsError(9, 13, "xdp.blocklist", "10.0.0.0/8 is listed twice")));
+}
+
+TEST(ConfigXdp, UnknownKeyInXdpTable) {
+  ExpectOneError(std::string(kSteeredUnit) + "[xdp]\nprogramme = \"x\"\n", 9, 1, "xdp.programme", "unknown key");
+}
+
+TEST(ConfigAddresses, SecondaryAddressesFollowThePrimary) {
+  const ParseResult r = parse(std::string(kSteeredUnit) + "secondary_addresses = [\"10.0.0.9/24\", \"192.0.2.1/32\"]\n");
+  ASSERT_THAT(r.errors, IsEmpty());
+  EXPECT_THAT(r.config->ports[0].addresses(),
+              ElementsAre(Ipv4Prefix{ip(10, 0, 0, 2), 24}, Ipv4Prefix{ip(10, 0, 0, 9), 24}, Ipv4Prefix{ip(192, 0, 2, 1), 32}));
+}
+
+TEST(ConfigAddresses, SecondaryAddressErrors) {
+  const ParseResult r = parse(std::string(kSteeredUnit) +
+                              "secondary_addresses = [\"10.0.0.2/24\", \"10.0.0.0/24\", \"10.0.0.9\"]\n");
+  EXPECT_THAT(r.errors, ElementsAre(IsError(8, 23, "port[0].secondary_addresses", "10.0.0.2 is listed twice"),
+                                    IsError(8, 23, "port[0].secondary_addresses", "network or broadcast"),
+                                    IsError(8, 23, "port[0].secondary_addresses", "prefix length")));
+}
+
+TEST(ConfigAddresses, AtMostSevenSecondaryAddresses) {
+  std::string list;
+  for (int i = 10; i < 18; ++i) list += (list.empty() ? "\"10.0.0." : ", \"10.0.0.") + std::to_string(i) + "/24\"";
+  ExpectOneError(std::string(kSteeredUnit) + "secondary_addresses = [" + list + "]\n", 8, 23,
+                 "port[0].secondary_addresses", "at most 7");
+}
+
+TEST(ConfigAddresses, SecondaryAddressOfAnotherPortIsAnError) {
+  ExpectOneError(std::string(kSteeredUnit) + R"([[port]]
+name = "p1"
+device = "net_af_xdp1,iface=eth2"
+address = "10.0.1.2/24"
+secondary_addresses = ["10.0.0.2/24"]
+)", 12, 23, "port[1].secondary_addresses", "10.0.0.2 is also an address of port \"p0\"");
 }

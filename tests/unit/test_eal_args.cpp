@@ -119,3 +119,16 @@ TEST(PortDevice, VdevWithColonsInItsDevargsIsNotPci) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(EalArgs, SteeredAfXdpPortsGetTheSteeringProgram) {
+  Config c = vdev_config();
+  c.ports[0].xdp_steering = true;
+  c.xdp.program = "/usr/lib/tandem/bpf/steer.bpf.o";
+  EXPECT_THAT(tandem::config::eal_arguments(c),
+              ElementsAre("tandemd", "-l", "1-2", "-m", "256", "--file-prefix", "tandem-a", "--no-pci", "--vdev",
+                          "net_af_xdp0,iface=eth1,xdp_prog=/usr/lib/tandem/bpf/steer.bpf.o", "--vdev", "net_ring0"));
+}
+
+}  // namespace
