@@ -161,7 +161,9 @@ def test_gateway_resolved_without_client_traffic(lab, subnet):
 # --- drops -----------------------------------------------------------------------------------
 
 def test_not_local_ipv4_is_dropped(lab, subnet):
-    t = tl.client_and_unit(lab, subnet=subnet)
+    # without XDP steering: with it, frames to addresses the unit does not own never reach
+    # tandemd (the kernel gets them; test_xdp.py covers that)
+    t = tl.client_and_unit(lab, subnet=subnet, port_kw={"xdp_steering": False})
     stranger = t.subnet_host(77)     # nobody owns it; the client sends it to the unit's MAC
     tl.static_neighbour(t.client, t.client_if, stranger, t.unit_mac)
     before = t.unit.counters()
@@ -201,8 +203,9 @@ def test_signal_stops_gracefully_with_final_counters(lab, subnet, sig):
 
 def test_frames_for_others_are_not_answered(lab, subnet):
     """ARP for an address the unit does not own, and unicast frames to another MAC, get no
-    answer and are counted as arp_not_for_us and l2_not_for_us."""
-    t = tl.client_and_unit(lab, subnet=subnet)
+    answer and are counted as arp_not_for_us and l2_not_for_us (without XDP steering, which
+    would pass both to the kernel before tandemd sees them)."""
+    t = tl.client_and_unit(lab, subnet=subnet, port_kw={"xdp_steering": False})
     before = t.unit.counters()
 
     a = tl.arping(t.client, t.client_if, t.subnet_host(78), count=2, deadline=2)

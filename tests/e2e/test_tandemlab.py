@@ -85,9 +85,10 @@ def test_config_toml_round_trip():
 def test_parse_telemetry_replies():
     flat = {"north0/rx_packets": 3, "north0/tx_packets": 2, "south0/rx_packets": 1,
             "handled/icmp_echo_replies_sent": 2, "drop/ipv4_not_local": 4, "worker/polls": 9,
-            "neighbour/created": 1}
+            "neighbour/created": 1, "north0/xdp/steered_ipv4": 2, "north0/xdp/passed_arp": 5}
     c = tl.parse_counters(flat, port_names=["north0", "south0"])
-    assert c["ports"] == [{"name": "north0", "rx_packets": 3, "tx_packets": 2},
+    assert c["ports"] == [{"name": "north0", "rx_packets": 3, "tx_packets": 2,
+                           "xdp": {"steered_ipv4": 2, "passed_arp": 5}},
                           {"name": "south0", "rx_packets": 1}]
     assert c["handled"] == {"icmp_echo_replies_sent": 2}
     assert c["drops"] == {"ipv4_not_local": 4}
@@ -97,6 +98,10 @@ def test_parse_telemetry_replies():
         tl.parse_counters(flat, port_names=["north0"])  # south0 is no port of this unit
     with pytest.raises(tl.TelemetryError):
         tl.parse_counters({"uptime": 1}, port_names=[])
+    with pytest.raises(tl.TelemetryError):
+        tl.parse_counters({"north0/xdp/": 1}, port_names=["north0"])
+    with pytest.raises(tl.TelemetryError):  # a flat counter and a group of the same name
+        tl.parse_counters({"north0/xdp": 1, "north0/xdp/steered_ipv4": 1}, port_names=["north0"])
 
     want = [{"port": "north0", "address": "10.0.0.1", "mac": "aa:bb:cc:dd:ee:ff",
              "state": "reachable", "age_ms": 200}]

@@ -20,24 +20,33 @@ from .config import PortConfig, UnitConfig, af_packet, af_xdp, dumps_toml
 from .lab import (Background, Lab, Netns, check_ifname, cleanup_stale, close_all_labs,
                   install_signal_handlers, leftovers, list_netns)
 from .proc import CommandError, run, wait_until
-from .tandemd import (FINAL_COUNTERS_MARK, READY_LOG_LINE, NotifySocket, Tandemd, TandemdError,
-                      check_config, default_binary, parse_counter_lines, repo_root)
-from .telemetry import (TelemetryClient, TelemetryError, parse_counters, parse_neighbours,
-                        socket_path, telemetry)
+from .tandemd import (DECAP_VERDICTS, FINAL_COUNTERS_MARK, READY_LOG_LINE, RELOAD_LOG_LINE,
+                      RELOAD_REFUSED, RELOAD_UNCHANGED, STALE_STEERING_LOG, NotifySocket, Tandemd,
+                      TandemdError, check_config, decap_status, default_binary,
+                      default_decap_binary, parse_counter_lines, parse_decap_status,
+                      parse_final_xdp, repo_root, tandem_decap)
+from .telemetry import (TelemetryClient, TelemetryError, parse_blocklist, parse_counters,
+                        parse_neighbours, socket_path, telemetry)
 from .topology import DRIVERS, ClientUnit, client_and_unit
-from .traffic import (ArpingResult, PingResult, arping, parse_arping, parse_ping, ping,
-                      static_neighbour)
+from .traffic import (ArpingResult, PingResult, TcpHashServer, UdpSink, arping, ether_frame,
+                      expected_sha256, inet_checksum, ipip_packet, ipv4_packet, parse_arping,
+                      parse_ping, ping, send_frames, static_neighbour, tcp_hash_exchange,
+                      udp_packet)
 
 __all__ = [
     "PortConfig", "UnitConfig", "af_packet", "af_xdp", "dumps_toml",
     "Background", "Lab", "Netns", "check_ifname", "cleanup_stale", "close_all_labs",
     "install_signal_handlers", "leftovers", "list_netns",
     "CommandError", "run", "wait_until",
-    "FINAL_COUNTERS_MARK", "READY_LOG_LINE", "NotifySocket", "Tandemd", "TandemdError",
-    "check_config", "default_binary", "parse_counter_lines", "repo_root",
-    "TelemetryClient", "TelemetryError", "parse_counters", "parse_neighbours",
+    "FINAL_COUNTERS_MARK", "READY_LOG_LINE", "RELOAD_LOG_LINE", "RELOAD_REFUSED",
+    "RELOAD_UNCHANGED", "STALE_STEERING_LOG", "NotifySocket", "Tandemd", "TandemdError",
+    "check_config", "default_binary", "parse_counter_lines", "parse_final_xdp", "repo_root",
+    "DECAP_VERDICTS", "decap_status", "default_decap_binary", "parse_decap_status",
+    "tandem_decap",
+    "TelemetryClient", "TelemetryError", "parse_blocklist", "parse_counters", "parse_neighbours",
     "socket_path", "telemetry",
     "DRIVERS", "ClientUnit", "client_and_unit",
-    "ArpingResult", "PingResult", "arping", "parse_arping", "parse_ping", "ping",
-    "static_neighbour",
+    "ArpingResult", "PingResult", "TcpHashServer", "UdpSink", "arping", "ether_frame",
+    "expected_sha256", "inet_checksum", "ipip_packet", "ipv4_packet", "parse_arping",
+    "parse_ping", "ping", "send_frames", "static_neighbour", "tcp_hash_exchange", "udp_packet",
 ]

@@ -6,6 +6,9 @@
 
 `extra` lets a test add or override any key without changing this module:
     UnitConfig(..., extra={"worker": {"burst_size": 8}, "newsection": {"k": 1}})
+
+XDP steering (AF_XDP ports): PortConfig(..., secondary_addresses=["10.199.1.9/24"],
+xdp_steering=False) and UnitConfig(..., xdp_blocklist=["10.199.1.128/25"]) -> [xdp] blocklist.
 """
 
 from __future__ import annotations
@@ -38,12 +41,18 @@ class PortConfig:
     role: str = "both"               # north | south | both
     gateway: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    secondary_addresses: list[str] = field(default_factory=list)   # more CIDRs, up to 7
+    xdp_steering: bool | None = None    # None: tandemd's default (on for net_af_xdp ports)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "device": self.device, "role": self.role,
                              "address": self.address}
         if self.gateway:
             d["gateway"] = self.gateway
+        if self.secondary_addresses:
+            d["secondary_addresses"] = list(self.secondary_addresses)
+        if self.xdp_steering is not None:
+            d["xdp_steering"] = self.xdp_steering
         d.update(self.extra)
         return d
 
@@ -69,6 +78,9 @@ class UnitConfig:
     max_probes: int = 3
     # [log]
     log_level: str = "info"
+    # [xdp] (written only when set): steering program path, source prefixes dropped in XDP
+    xdp_program: str | None = None
+    xdp_blocklist: list[str] | None = None
     # anything else: {section: {key: value}} merged over the above
     extra: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -83,6 +95,13 @@ class UnitConfig:
                           "max_probes": self.max_probes},
             "log": {"level": self.log_level},
         }
+        xdp: dict[str, Any] = {}
+        if self.xdp_program is not None:
+            xdp["program"] = self.xdp_program
+        if self.xdp_blocklist is not None:
+            xdp["blocklist"] = list(self.xdp_blocklist)
+        if xdp:
+            d["xdp"] = xdp
         for section, values in self.extra.items():
             if isinstance(values, dict) and isinstance(d.get(section), dict):
                 d[section].update(values)

@@ -90,6 +90,14 @@ class Netns:
         """Start a background process inside the namespace; the lab stops it on close."""
         return self.lab.spawn(self, argv, log_name, env=env)
 
+    def python(self, code: str, *args: str, **kw) -> subprocess.CompletedProcess:
+        """Run `python3 -c code args...` inside the namespace (this interpreter; stdlib only)."""
+        return self.run([sys.executable, "-c", code, *args], **kw)
+
+    def spawn_python(self, code: str, *args: str, log_name: str) -> "Background":
+        """Start `python3 -c code args...` in the background inside the namespace."""
+        return self.spawn([sys.executable, "-c", code, *args], log_name=log_name)
+
     # -- inspection ---------------------------------------------------------------------------
     def mac(self, ifname: str) -> str:
         links = self.ip_json("link", "show", "dev", ifname)
@@ -115,6 +123,29 @@ class Netns:
             if n.get("dst") == address:
                 return n
         return None
+
+    def xdp(self, ifname: str) -> dict | None:
+        """The XDP attachment of a link as `ip -j link show` reports it ({"mode": 1 (native) |
+        2 (generic), "prog": {"id", "name", ...}, ...}), or None when no program is attached."""
+        links = self.ip_json("link", "show", "dev", ifname)
+        if not links:
+            raise LookupError(f"no link {ifname} in {self.name}")
+        return links[0].get("xdp")
+
+    def snmp(self) -> dict[str, dict[str, int]]:
+        """The namespace's /proc/net/snmp: {"Ip": {"InReceives": n, "InUnknownProtos": n, ...},
+        "Udp": {"InDatagrams": n, "InCsumErrors": n, ...}, "Icmp": {...}, ...}."""
+        lines = self.run(["cat", "/proc/net/snmp"], timeout=10).stdout.splitlines()
+        out: dict[str, dict[str, int]] = {}
+        for head, values in zip(lines[::2], lines[1::2]):
+            group, _, names = head.partition(":")
+            numbers = values.partition(":")[2].split()
+            out[group] = {k: int(v) for k, v in zip(names.split(), numbers)}
+        return out
+
+    def link_stats(self, ifname: str) -> dict:
+        """{"rx": {"packets", "bytes", ...}, "tx": {...}} of a link (`ip -s` stats64)."""
+        return self.ip_json("-s", "link", "show", "dev", ifname)[0]["stats64"]
 
     def pids(self) -> list[int]:
         cp = run(["ip", "netns", "pids", self.name], check=False, timeout=10)
@@ -143,6 +174,22 @@ class Background:
 
     def poll(self) -> int | None:
         return self.proc.poll()
+
+    def wait_output(self, needle: str, timeout: float = 10.0) -> str:
+        """Wait until the log contains needle (e.g. a server's "ready" line); returns the log.
+        Fails at once if the process exits first."""
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.log()
+            if needle in text:
+                return text
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited ({self.proc.returncode}) before printing "
+                                   f"{needle!r}:\n{text}")
+            if time.monotonic() >= deadline:
+                raise TimeoutError(f"{self.name} did not print {needle!r} within {timeout:g}s:\n"
+                                   f"{text}")
+            time.sleep(0.05)
 
     @property
     def returncode(self) -> int | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import select
+import signal
 import socket
 import time
 from pathlib import Path
@@ -13,11 +14,19 @@ from typing import Any
 from .config import UnitConfig
 from .lab import Background, Lab, Netns
 from .proc import run, wait_until
-from .telemetry import (RUNTIME_ROOT, TelemetryClient, parse_counters, parse_neighbours,
-                        socket_path)
+from .telemetry import (RUNTIME_ROOT, TelemetryClient, parse_blocklist, parse_counters,
+                        parse_neighbours, socket_path)
 
 READY_LOG_LINE = "tandemd ready"
 FINAL_COUNTERS_MARK = "final counters"
+# What tandemd logs on SIGHUP (docs/operations.md): the first line, and the lines that end a
+# reload that changed nothing or was refused. A reload that changed something logs one line per
+# change ("port <name>: addresses <old> -> <new>", "xdp blocklist: <old> -> <new>",
+# "log level: <old> -> <new>", "reload: <key> changed; it takes effect at the next restart").
+RELOAD_LOG_LINE = "reloading "
+RELOAD_UNCHANGED = "reload: nothing changed"
+RELOAD_REFUSED = "reload refused"
+STALE_STEERING_LOG = "detached a stale tandem_steer program"
 
 
 def repo_root() -> Path:
@@ -108,6 +117,7 @@ class Tandemd:
         self.config_path = lab.workdir / f"{self.name}.toml"
         self.config_path.write_text(config.to_toml())
         self.process: Background | None = None
+        self.previous: list[Background] = []     # earlier runs (see start())
         self.notify: NotifySocket | None = None
         self.ready_message: str | None = None
 
@@ -124,17 +134,26 @@ class Tandemd:
 
     # -- lifecycle ----------------------------------------------------------------------------
     def start(self, wait: bool = True, timeout: float = 30.0) -> "Tandemd":
+        """Start tandemd (again, once the previous process has exited: kill() then start() is a
+        restart with the same config file; each run gets its own log, <name>.log, <name>-2.log,
+        ... and log() is the current run's)."""
         if not self.binary.exists():
             raise TandemdError(f"tandemd binary not found: {self.binary} (build it first)")
         if self.process is not None:
-            raise TandemdError(f"{self} already started")
+            if self.process.poll() is None:
+                raise TandemdError(f"{self} already started")
+            self.previous.append(self.process)
+        if self.notify is not None:
+            self.notify.close()
         self.notify = NotifySocket(self.lab.workdir / f"notify-{self.name}.sock")
         self.lab.on_close(self.notify.close)
         env = dict(os.environ)
         env["NOTIFY_SOCKET"] = str(self.notify.path)
-        self.lab.add_runtime_dir(RUNTIME_ROOT / self.file_prefix)
+        if not self.previous:
+            self.lab.add_runtime_dir(RUNTIME_ROOT / self.file_prefix)
+        log_name = self.name if not self.previous else f"{self.name}-{len(self.previous) + 1}"
         self.process = self.ns.spawn([str(self.binary), "--config", str(self.config_path)],
-                                     log_name=self.name, env=env)
+                                     log_name=log_name, env=env)
         if wait:
             self.wait_ready(timeout)
         return self
@@ -151,6 +170,10 @@ class Tandemd:
 
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
 
     def signal(self, sig: int) -> None:
         assert self.process is not None
@@ -171,6 +194,65 @@ class Tandemd:
 
     def log(self) -> str:
         return self.process.log() if self.process else ""
+
+    def log_mark(self) -> int:
+        """The current length of the log, for log_since()."""
+        return len(self.log())
+
+    def log_since(self, mark: int) -> str:
+        return self.log()[mark:]
+
+    def wait_log(self, *needles: str, since: int = 0, timeout: float = 5.0) -> str:
+        """Wait until the log after `since` contains every needle; returns that part of it."""
+        def ok():
+            text = self.log_since(since)
+            if all(n in text for n in needles):
+                return text
+            if not self.running():
+                raise TandemdError(f"{self.name} exited ({self.process.returncode}) before "
+                                   f"logging {needles!r}:\n{text}")
+            return None
+        try:
+            return wait_until(ok, timeout=timeout, interval=0.05,
+                              what=f"{self.name} to log {needles!r}")
+        except TimeoutError as e:
+            raise TimeoutError(f"{e}\n--- log since mark ---\n{self.log_since(since)}") from None
+
+    # -- configuration at run time (SIGHUP) ---------------------------------------------------
+    def write_config(self, config: UnitConfig | None = None, *, text: str | None = None) -> None:
+        """Rewrite the config file tandemd was started with: from `config` (which becomes
+        self.config), from raw `text` (e.g. a deliberately broken file; self.config stays), or
+        from self.config as it is now (after editing it in place)."""
+        if text is not None:
+            self.config_path.write_text(text)
+            return
+        if config is not None:
+            self.config = config
+        self.config_path.write_text(self.config.to_toml())
+
+    def reload(self, config: UnitConfig | None = None, *, text: str | None = None,
+               expect: tuple[str, ...] | list[str] | str = (), timeout: float = 5.0) -> str:
+        """Rewrite the config file (see write_config), send SIGHUP and wait until tandemd has
+        logged "reloading <path>" and then every line in `expect` (default: whichever of
+        'reload: nothing changed' / 'reload refused' / '... -> ...' comes first). Returns the
+        log written since the signal. tandemd applies a change before it logs it."""
+        if isinstance(expect, str):
+            expect = (expect,)
+        self.write_config(config, text=text)
+        mark = self.log_mark()
+        self.signal(signal.SIGHUP)
+        head = f"{RELOAD_LOG_LINE}{self.config_path}"
+        if expect:
+            return self.wait_log(head, *expect, since=mark, timeout=timeout)
+
+        def outcome():
+            text_ = self.log_since(mark)
+            after = text_.split(head, 1)[1] if head in text_ else ""
+            return text_ if any(m in after for m in (RELOAD_UNCHANGED, RELOAD_REFUSED, " -> ",
+                                                      "takes effect at the next restart")) \
+                else None
+        return wait_until(outcome, timeout=timeout, interval=0.05,
+                          what=f"{self.name} to finish reloading")
 
     def final_counters_log(self) -> str:
         """The log from the line containing 'final counters' to the end ('' if absent)."""
@@ -197,6 +279,26 @@ class Tandemd:
 
     def info(self) -> dict:
         return self.telemetry("/tandem/info")
+
+    def blocklist(self) -> list[dict]:
+        """/tandem/blocklist as [{"port", "prefix", "packets", "bytes"}, ...]."""
+        return parse_blocklist(self.telemetry("/tandem/blocklist"))
+
+    def blocklist_hits(self, prefix: str, port: str | None = None) -> dict | None:
+        """The /tandem/blocklist entry of prefix (on port; the first port if None), or None."""
+        port = port or self.config.ports[0].name
+        for e in self.blocklist():
+            if e["prefix"] == prefix and e["port"] == port:
+                return e
+        return None
+
+    def xdp_counters(self, port: str | None = None) -> dict:
+        """The XDP steering verdicts of a port: {"steered_ipv4": n, "passed_ipv4": n, ...}."""
+        return dict(self.port_counters(port).get("xdp", {}))
+
+    def final_xdp(self) -> dict:
+        """The XDP part of the final counters block (see parse_final_xdp)."""
+        return parse_final_xdp(self.final_counters_log())
 
     def port_counters(self, port: str | None = None) -> dict:
         """Counters of one port (by name; the first port if None)."""
@@ -225,6 +327,72 @@ class Tandemd:
                           what=f"{self.name} to list neighbour {address} {mac or ''} {states}")
 
 
+# --- tandem-decap (ebpf/decap_tool.cpp): the backends' IPv4-in-IPv4 decapsulation tool ---------
+
+DECAP_VERDICTS = ("decapsulated", "pass_not_ipip", "pass_not_vip", "pass_malformed",
+                  "drop_error")
+
+
+def default_decap_binary() -> Path:
+    """$TANDEM_DECAP if set, else tandem-decap in the build tree tandemd comes from
+    (<build>/ebpf/tandem-decap next to <build>/controlplane/tandemd)."""
+    env = os.environ.get("TANDEM_DECAP")
+    if env:
+        return Path(env)
+    return default_binary().resolve().parent.parent / "ebpf" / "tandem-decap"
+
+
+def tandem_decap(ns: Netns, *args: str, check: bool = True, binary: str | Path | None = None):
+    """Run `tandem-decap ARGS...` inside ns; returns the CompletedProcess. Exit status 3 means
+    no tandem_decap program is attached to the interface."""
+    return ns.run([str(binary or default_decap_binary()), *args], check=check, timeout=20)
+
+
+def parse_decap_status(text: str) -> dict:
+    """`tandem-decap status IFACE` -> {"interface", "program", "program_id", "mode",
+    "vips": [...], "decapsulated": n, "pass_not_ipip": n, ...}."""
+    out: dict[str, Any] = {}
+    for line in text.splitlines():
+        key, _, value = line.strip().partition(" ")
+        if not key:
+            continue
+        value = value.strip()
+        if key == "vips":
+            out[key] = [] if value == "none" else value.split()
+        elif key in DECAP_VERDICTS or key == "program_id":
+            out[key] = int(value)
+        else:
+            out[key] = value
+    missing = [k for k in ("interface", "program", "mode", "vips", *DECAP_VERDICTS) if k not in out]
+    if missing:
+        raise ValueError(f"tandem-decap status lacks {missing}:\n{text}")
+    return out
+
+
+def decap_status(ns: Netns, ifname: str, binary: str | Path | None = None) -> dict:
+    return parse_decap_status(tandem_decap(ns, "status", ifname, binary=binary).stdout)
+
+
+def parse_final_xdp(text: str) -> dict:
+    """The XDP lines of a counters block (final counters, SIGUSR1):
+        xdp north0: steered_ipv4=2 steered_arp=1 ... dropped_blocklist=0
+        xdp north0 blocklist 10.0.0.0/8: 4 packets 392 bytes
+    -> {"ports": {"north0": {"steered_ipv4": 2, ...}},
+        "blocklist": [{"port": "north0", "prefix": "10.0.0.0/8", "packets": 4, "bytes": 392}]}"""
+    out: dict[str, Any] = {"ports": {}, "blocklist": []}
+    for line in text.splitlines():
+        m = re.search(r"\bxdp (\w+) blocklist (\S+): (\d+) packets (\d+) bytes", line)
+        if m:
+            out["blocklist"].append({"port": m.group(1), "prefix": m.group(2),
+                                     "packets": int(m.group(3)), "bytes": int(m.group(4))})
+            continue
+        m = re.search(r"\bxdp (\w+): (.*)$", line)
+        if m:
+            out["ports"][m.group(1)] = {k: int(v) for k, v in
+                                        re.findall(r"(\w+)=(\d+)", m.group(2))}
+    return out
+
+
 def parse_counter_lines(text: str) -> dict[str, int]:
     """Pull 'name: N' / 'name=N' pairs out of a log block (for the final-counters block)."""
     return {m.group(1): int(m.group(2))
@@ -232,4 +400,7 @@ def parse_counter_lines(text: str) -> dict[str, int]:
 
 
 __all__ = ["Tandemd", "TandemdError", "NotifySocket", "check_config", "default_binary",
-           "repo_root", "parse_counter_lines", "READY_LOG_LINE", "FINAL_COUNTERS_MARK"]
+           "repo_root", "parse_counter_lines", "parse_final_xdp", "READY_LOG_LINE",
+           "FINAL_COUNTERS_MARK", "RELOAD_LOG_LINE", "RELOAD_UNCHANGED", "RELOAD_REFUSED",
+           "STALE_STEERING_LOG", "DECAP_VERDICTS", "default_decap_binary", "tandem_decap",
+           "parse_decap_status", "decap_status"]

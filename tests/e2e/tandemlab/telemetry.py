@@ -103,16 +103,19 @@ def telemetry(cmd: str, file_prefix: str | None = None, *, path: str | Path | No
 #
 # DPDK 22.11 telemetry cannot nest a container inside a container's container, so tandemd
 # publishes /tandem/counters as a flat dict ("north0/rx_packets", "handled/<event>",
-# "drop/<reason>", "neighbour/<event>", "worker/<counter>") and /tandem/neighbours as an array
-# of strings ("<port> <address> <mac> <state> <age_ms>"); docs/operations.md documents both.
+# "drop/<reason>", "neighbour/<event>", "worker/<counter>", "north0/xdp/<verdict>") and
+# /tandem/neighbours and /tandem/blocklist as arrays of strings ("<port> <address> <mac> <state>
+# <age_ms>", "<port> <prefix> <packets> <bytes>"); docs/operations.md documents them.
 
 _SECTIONS = {"handled": "handled", "drop": "drops", "worker": "workers", "neighbour": "neighbour"}
 
 
 def parse_counters(raw: dict, port_names: list[str]) -> dict:
-    """-> {"ports": [{"name", "rx_packets", ...}], "handled": {...}, "drops": {...},
-    "workers": {...}, "neighbour": {...}}: "<head>/<counter>" keys grouped by head, where a
-    head is a port when it is one of port_names, else a section."""
+    """-> {"ports": [{"name", "rx_packets", ..., "xdp": {...}}], "handled": {...},
+    "drops": {...}, "workers": {...}, "neighbour": {...}}: "<head>/<counter>" keys grouped by
+    head, where a head is a port when it is one of port_names, else a section. A port key with
+    a group ("<port>/<group>/<counter>", e.g. "north0/xdp/steered_ipv4") goes to
+    port[group][counter]; a port with XDP steering thus has port["xdp"] = {verdict: packets}."""
     out: dict[str, Any] = {"ports": [], "handled": {}, "drops": {}, "workers": {}, "neighbour": {}}
     ports: dict[str, dict[str, Any]] = {name: {"name": name} for name in port_names}
     for key, value in raw.items():
@@ -120,12 +123,31 @@ def parse_counters(raw: dict, port_names: list[str]) -> dict:
         if not sep:
             raise TelemetryError(f"unexpected counter key {key!r}")
         if head in ports:
-            ports[head][tail] = value
+            group, gsep, counter = tail.partition("/")
+            if not gsep:
+                ports[head][tail] = value
+            elif not counter or "/" in counter or not isinstance(ports[head].get(group, {}), dict):
+                raise TelemetryError(f"unexpected port counter key {key!r}")
+            else:
+                ports[head].setdefault(group, {})[counter] = value
         elif head in _SECTIONS:
             out[_SECTIONS[head]][tail] = value
         else:
             raise TelemetryError(f"counter {key!r} belongs to no port or section")
     out["ports"] = list(ports.values())
+    return out
+
+
+def parse_blocklist(raw: list[str]) -> list[dict]:
+    """/tandem/blocklist -> [{"port", "prefix", "packets", "bytes"}, ...] (one per prefix and
+    steered port; "<port> <prefix> <packets> <bytes>" on the wire)."""
+    out = []
+    for line in raw:
+        parts = line.split()
+        if len(parts) != 4 or not parts[2].isdigit() or not parts[3].isdigit():
+            raise TelemetryError(f"cannot parse blocklist entry {line!r}")
+        out.append({"port": parts[0], "prefix": parts[1], "packets": int(parts[2]),
+                    "bytes": int(parts[3])})
     return out
 
 
