@@ -1,9 +1,11 @@
 #!/usr/bin/python3
 """Tandem in one minute: a client and one tandemd unit in network namespaces.
 
-Builds   [client ns] cli<tag> 10.199.200.1/24 <--veth--> north<tag> [unit ns: tandemd north0 .2]
-then shows ARP, ping, the unit's neighbour table and counters (from DPDK telemetry), stops
-tandemd with SIGTERM and removes everything. Needs root and a built tandemd
+Builds   [client ns] cli<tag> 10.199.200.1/24 <--veth--> north<tag> [unit ns: tandemd north0 .2,
+                                                                    its kernel .3 (AF_XDP)]
+then shows ARP, ping, the kernel keeping its own address on the same interface (XDP steering),
+the unit's neighbour table and counters (from DPDK telemetry), stops tandemd with SIGTERM and
+removes everything. Needs root and a built tandemd
 (scripts/demo.sh does both). Ctrl-C or SIGTERM at any point still cleans up.
 """
 
@@ -82,14 +84,36 @@ def main() -> int:
         return 1
 
 
+def show_kernel_sharing(t: tl.ClientUnit) -> None:
+    heading(f"XDP steering: the unit's kernel still serves {t.kernel_ip} on the same interface")
+    before = t.unit.xdp_counters()
+    shell(f"ping -c 3 -i 0.2 {t.kernel_ip}")
+    p = tl.ping(t.client, t.kernel_ip, count=3, interval=0.2, wait=1)
+    say(f"{p.transmitted} sent, {p.received} received (answered by the kernel, not tandemd)")
+    tl.TcpHashServer(t.unit_ns, t.kernel_ip, 8080, log_name="demo-tcp", lifetime=30)  # lab stops it
+    r = tl.tcp_hash_exchange(t.client, t.kernel_ip, 8080, 256 * 1024)
+    ok = r["server_sha256"] == r["sent_sha256"] == r["echo_sha256"] == tl.expected_sha256(256 * 1024, 1)
+    say(f"TCP to {t.kernel_ip}:8080: 256 KiB each way, sha256 {'matches' if ok else 'DIFFERS'} "
+        f"on both sides")
+    after = t.unit.xdp_counters()
+    delta = {k: after.get(k, 0) - before.get(k, 0) for k in after}
+    say(f"XDP verdicts meanwhile: passed to the kernel {delta.get('passed_ipv4', 0)} IPv4 + "
+        f"{delta.get('passed_arp', 0)} ARP, steered to tandemd {delta.get('steered_ipv4', 0)}")
+
+
 def run_demo(lab: tl.Lab, driver: str) -> None:
     heading("Building the lab: two network namespaces joined by a veth pair")
-    t = tl.client_and_unit(lab, driver=driver, subnet=SUBNET, start=False)
-    table([["client", t.client.name, t.client_if, f"{t.client_ip}/24", t.client_mac],
-           ["unit", t.unit_ns.name, t.unit_if, f"{t.unit_ip}/24 (tandemd)", t.unit_mac]],
-          ["role", "namespace", "interface", "address", "MAC"])
-    say("The client is an ordinary Linux stack; on the unit side the kernel holds no address:")
-    say("tandemd (DPDK) owns the interface and answers for it.")
+    steering = driver == "af_xdp"
+    t = tl.client_and_unit(lab, driver=driver, subnet=SUBNET, start=False,
+                           kernel_host=3 if steering else None)
+    rows = [["client", t.client.name, t.client_if, f"{t.client_ip}/24", t.client_mac],
+            ["unit", t.unit_ns.name, t.unit_if, f"{t.unit_ip}/24 (tandemd)", t.unit_mac]]
+    if steering:
+        rows.append(["", "", "", f"{t.kernel_ip}/24 (unit's kernel)", ""])
+    table(rows, ["role", "namespace", "interface", "address", "MAC"])
+    say("The client is an ordinary Linux stack. On the unit, tandemd (DPDK) answers for its")
+    say("fast-path address" + (f"; the unit's kernel keeps {t.kernel_ip} on the same interface."
+                              if steering else "."))
 
     heading(f"Starting tandemd with one {driver.upper()} port (north0)")
     port = t.unit.config.ports[0]
@@ -117,6 +141,9 @@ def run_demo(lab: tl.Lab, driver: str) -> None:
     if n:
         say(f"client's neighbour table: {t.unit_ip} -> {n.get('lladdr')} "
             f"({', '.join(n.get('state', []))})")
+
+    if steering:
+        show_kernel_sharing(t)
 
     heading("The unit's neighbour table (DPDK telemetry /tandem/neighbours)")
     try:
