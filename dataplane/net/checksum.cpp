@@ -44,4 +44,12 @@ std::uint16_t checksum_update16(std::uint16_t old_checksum, std::uint16_t old_wo
   return checksum_finish(sum);
 }
 
+std::uint16_t checksum_update32(std::uint16_t old_checksum, std::uint32_t old_value,
+                                std::uint32_t new_value) {
+  std::uint32_t sum = static_cast<std::uint16_t>(~old_checksum);
+  sum += static_cast<std::uint16_t>(~(old_value >> 16)) + static_cast<std::uint16_t>(~old_value & 0xffffu);
+  sum += (new_value >> 16) + (new_value & 0xffffu);
+  return checksum_finish(sum);
+}
+
 }  // namespace tandem::net

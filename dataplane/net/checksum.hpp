@@ -22,4 +22,8 @@ inline std::uint16_t internet_checksum(const std::uint8_t* data, std::size_t len
 std::uint16_t checksum_update16(std::uint16_t old_checksum, std::uint16_t old_word,
                                 std::uint16_t new_word);
 
+// The same for a 32-bit field (an IPv4 address: both its 16-bit words at once).
+std::uint16_t checksum_update32(std::uint16_t old_checksum, std::uint32_t old_value,
+                                std::uint32_t new_value);
+
 }  // namespace tandem::net

@@ -123,6 +123,64 @@ Bytes icmp_echo(std::uint8_t type, std::uint16_t id, std::uint16_t seq, const By
   return m;
 }
 
+namespace {
+// Checksum of an L4 segment with the IPv4 pseudo-header (RFC 793 / RFC 768).
+std::uint16_t pseudo_checksum(std::uint32_t src, std::uint32_t dst, std::uint8_t proto, const Bytes& segment) {
+  Bytes b;
+  put32(b, src);
+  put32(b, dst);
+  b.push_back(0);
+  b.push_back(proto);
+  put16(b, static_cast<std::uint16_t>(segment.size()));
+  b.insert(b.end(), segment.begin(), segment.end());
+  return ref_checksum(b);
+}
+}  // namespace
+
+Bytes tcp(std::uint32_t src, std::uint32_t dst, std::uint16_t sport, std::uint16_t dport, std::uint8_t flags,
+          const Bytes& payload, std::uint32_t seq, std::uint32_t ack) {
+  Bytes t;
+  put16(t, sport);
+  put16(t, dport);
+  put32(t, seq);
+  put32(t, ack);
+  t.push_back(5 << 4);  // data offset: 20 bytes
+  t.push_back(flags);
+  put16(t, 65535);      // window
+  put16(t, 0);          // checksum
+  put16(t, 0);          // urgent pointer
+  t.insert(t.end(), payload.begin(), payload.end());
+  const std::uint16_t c = pseudo_checksum(src, dst, 6, t);
+  t[16] = static_cast<std::uint8_t>(c >> 8);
+  t[17] = static_cast<std::uint8_t>(c);
+  return t;
+}
+
+Bytes udp(std::uint32_t src, std::uint32_t dst, std::uint16_t sport, std::uint16_t dport, const Bytes& payload,
+          bool with_checksum) {
+  Bytes u;
+  put16(u, sport);
+  put16(u, dport);
+  put16(u, static_cast<std::uint16_t>(8 + payload.size()));
+  put16(u, 0);
+  u.insert(u.end(), payload.begin(), payload.end());
+  if (with_checksum) {
+    std::uint16_t c = pseudo_checksum(src, dst, 17, u);
+    if (c == 0) c = 0xffff;
+    u[6] = static_cast<std::uint8_t>(c >> 8);
+    u[7] = static_cast<std::uint8_t>(c);
+  }
+  return u;
+}
+
+Bytes ethernet_vlan(const Mac& dst, const Mac& src, std::uint16_t tci, std::uint16_t type, const Bytes& payload) {
+  Bytes inner;
+  put16(inner, tci);
+  put16(inner, type);
+  inner.insert(inner.end(), payload.begin(), payload.end());
+  return ethernet(dst, src, 0x8100, inner);
+}
+
 Bytes pattern(std::size_t n, std::uint8_t seed) {
   Bytes b(n);
   for (std::size_t i = 0; i < n; ++i) b[i] = static_cast<std::uint8_t>(seed + i * 7);

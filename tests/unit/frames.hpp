@@ -41,6 +41,14 @@ struct Ipv4Fields {
 Bytes ipv4(const Ipv4Fields& f, const Bytes& payload);  // header checksum filled in
 Bytes icmp_echo(std::uint8_t type, std::uint16_t id, std::uint16_t seq, const Bytes& data);
 
+// TCP and UDP segments with their checksum over the IPv4 pseudo-header of (src, dst).
+Bytes tcp(std::uint32_t src, std::uint32_t dst, std::uint16_t sport, std::uint16_t dport, std::uint8_t flags,
+          const Bytes& payload = {}, std::uint32_t seq = 1000, std::uint32_t ack = 0);
+Bytes udp(std::uint32_t src, std::uint32_t dst, std::uint16_t sport, std::uint16_t dport, const Bytes& payload,
+          bool with_checksum = true);
+// An Ethernet frame with one 802.1Q tag.
+Bytes ethernet_vlan(const Mac& dst, const Mac& src, std::uint16_t tci, std::uint16_t type, const Bytes& payload);
+
 Bytes pattern(std::size_t n, std::uint8_t seed = 0);  // deterministic payload bytes
 
 }  // namespace tandem::test
