@@ -9,15 +9,10 @@
 
 #include "controlplane/config/config_diff.hpp"
 #include "controlplane/runtime.hpp"
+#include "controlplane/services.hpp"
 
 namespace tandem {
 namespace {
-
-std::vector<net::Ipv4Addr> hosts(const std::vector<net::Ipv4Prefix>& prefixes) {
-  std::vector<net::Ipv4Addr> out;
-  for (const auto& p : prefixes) out.push_back(p.addr);
-  return out;
-}
 
 std::string join(const std::vector<net::Ipv4Prefix>& prefixes) {
   std::string s;
@@ -50,7 +45,7 @@ bool apply_port_addresses(Runtime& rt, std::size_t port, const std::vector<net::
   rt.locals->publish(port, rt.local_interface(port, both));
   if (rt.steering[port]) {
     std::string error;
-    if (!rt.steering[port]->set_addresses(hosts(next), error)) {
+    if (!rt.steering[port]->set_addresses(steered_addresses(rt.config.ports[port], next, *rt.services.get()), error)) {
       spdlog::error("port {}: {}", rt.config.ports[port].name, error);
       rt.locals->publish(port, rt.local_interface(port, current));
       return false;
@@ -85,6 +80,32 @@ void reload_config(Runtime& rt) {
       spdlog::info("port {}: addresses {} -> {}", running.name, join(running.addresses()), join(wanted.addresses()));
       running.address = wanted.address;
       running.secondary_addresses = wanted.secondary_addresses;
+      ++applied;
+    }
+  }
+  if (diff.services_changed) {
+    std::string error;
+    auto table = build_service_table(next.services, error);
+    if (!table) {
+      spdlog::error("services: {}; the running services stay", error);
+    } else {
+      // New VIPs are served before XDP steers them; removed ones stop being steered after.
+      rt.services.publish(std::move(table), *rt.rcu);
+      bool ok = true;
+      for (std::size_t i = 0; i < rt.steering.size(); ++i) {
+        if (!rt.steering[i]) continue;
+        const auto addrs = steered_addresses(rt.config.ports[i], rt.config.ports[i].addresses(), *rt.services.get());
+        if (!rt.steering[i]->set_addresses(addrs, error)) {
+          spdlog::error("port {}: {}", rt.config.ports[i].name, error);
+          ok = false;
+        }
+      }
+      for (const auto& s : next.services)
+        spdlog::info("service {}: {}:{}/{} {} with {} backend(s)", s.name, s.vip.to_string(), s.port,
+                     config::to_string(s.protocol), conntrack::to_string(s.mode), s.backends.size());
+      spdlog::info("services: {} -> {} service(s){}", rt.config.services.size(), next.services.size(),
+                   ok ? "" : " (XDP steering incomplete, see above)");
+      rt.config.services = next.services;
       ++applied;
     }
   }

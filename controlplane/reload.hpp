@@ -13,7 +13,8 @@ struct Runtime;
 // tree), else the installed one. Empty when none exists.
 std::string resolve_steer_program(const config::Config& c);
 
-// Applies port addresses (workers first, then XDP steering, never leaving a gap), the XDP
+// Applies port addresses (workers first, then XDP steering, never leaving a gap), services and
+// backends (a new RCU-published table; existing connections keep their backends), the XDP
 // blocklist and the log level; logs every other difference as needing a restart. A file with
 // errors changes nothing.
 void reload_config(Runtime& rt);

@@ -21,7 +21,9 @@ struct Runtime {
   std::string config_path;
   config::Config config;
   std::vector<dpdk::PortInfo> ports;                  // index = config.ports index
+  std::unique_ptr<dpdk::QsbrDomain> rcu;              // grace periods for what workers read
   std::unique_ptr<dpdk::LocalTables> locals;          // the addresses each port answers for
+  dpdk::RcuPointer<lb::ServiceTable> services;        // what the workers balance
   std::vector<std::unique_ptr<dpdk::Worker>> workers;
   std::vector<std::unique_ptr<xdp::Steering>> steering;  // per port; null without XDP steering
   // Serialises the control thread's changes with telemetry's reads of the steering state.

@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <random>
 #include <cerrno>
 #include <ctime>
 #include <cstdio>
@@ -21,6 +22,7 @@
 #include "controlplane/observe/sd_notify.hpp"
 #include "controlplane/observe/telemetry.hpp"
 #include "controlplane/reload.hpp"
+#include "controlplane/services.hpp"
 #include "controlplane/runtime.hpp"
 #include "dataplane/eal.hpp"
 #include "dataplane/port.hpp"
@@ -98,8 +100,7 @@ bool start_steering(Runtime& rt) {
     if (!p.xdp_steering) continue;
     std::string error;
     auto s = xdp::Steering::open(p.devarg("iface"), error);
-    std::vector<net::Ipv4Addr> addrs;
-    for (const auto& a : p.addresses()) addrs.push_back(a.addr);
+    const auto addrs = steered_addresses(p, p.addresses(), *rt.services.get());
     if (!s || !s->set_addresses(addrs, error) || !s->set_blocklist(rt.config.xdp.blocklist, error)) {
       spdlog::critical("port {}: XDP steering: {}", p.name, error);
       return false;
@@ -119,6 +120,7 @@ void stop_ports(Runtime& rt) {
     rt.steering.clear();
     rt.workers.clear();
     rt.locals.reset();
+    rt.rcu.reset();
   }
   for (const auto& p : rt.ports) dpdk::port_stop(p.port_id);
   // The PMD detaches its program on close; make sure, since a left-over program would keep
@@ -201,7 +203,21 @@ int run(config::Config cfg, const std::string& config_path) {
     rt.ports.push_back(info);
     worker_ports.push_back({.port_id = info.port_id, .gateway = p.gateway});
   }
-  rt.locals = std::make_unique<dpdk::LocalTables>(n_workers);
+  rt.rcu = std::make_unique<dpdk::QsbrDomain>(n_workers);
+  rt.locals = std::make_unique<dpdk::LocalTables>(*rt.rcu);
+  {
+    auto table = build_service_table(c.services, err);
+    if (!table) {
+      spdlog::critical("{}", err);
+      stop_ports(rt);
+      dpdk::eal_cleanup();
+      return 1;
+    }
+    rt.services.publish(std::move(table), *rt.rcu);
+  }
+  for (const auto& s : c.services)
+    spdlog::info("service {}: {}:{}/{} {} with {} backend(s)", s.name, s.vip.to_string(), s.port,
+                 config::to_string(s.protocol), conntrack::to_string(s.mode), s.backends.size());
   for (std::size_t i = 0; i < c.ports.size(); ++i) rt.locals->publish(i, rt.local_interface(i, c.ports[i].addresses()));
   if (!start_steering(rt)) {
     stop_ports(rt);
@@ -216,8 +232,15 @@ int run(config::Config cfg, const std::string& config_path) {
   std::vector<unsigned> lcores;
   unsigned lcore = 0;
   RTE_LCORE_FOREACH(lcore) lcores.push_back(lcore);
-  for (unsigned i = 0; i < lcores.size(); ++i)
-    rt.workers.push_back(std::make_unique<dpdk::Worker>(i, ws, worker_ports, c.neighbour, pool, *rt.locals, rt.stop));
+  const dpdk::WorkerShared shared{.pool = pool, .locals = rt.locals.get(), .services = &rt.services,
+                                  .rcu = rt.rcu.get(), .stop = &rt.stop, .workers = static_cast<unsigned>(lcores.size())};
+  std::random_device entropy;
+  for (unsigned i = 0; i < lcores.size(); ++i) {
+    // A random hash seed per table: senders cannot aim many flows at one index slot.
+    const conntrack::ConnTableConfig conn_config{.capacity = c.conntrack.capacity, .timeouts = c.conntrack.timeouts,
+                                                 .hash_seed = std::uint64_t{entropy()} << 32 | entropy()};
+    rt.workers.push_back(std::make_unique<dpdk::Worker>(i, ws, worker_ports, c.neighbour, conn_config, shared));
+  }
   std::vector<dpdk::Worker*> all;
   for (auto& w : rt.workers) all.push_back(w.get());
   for (auto& w : rt.workers) w->set_peers(all);

@@ -30,6 +30,13 @@ namespace tandem {
   X(kIcmpBadChecksum, "icmp_bad_checksum")                                                 \
   X(kIcmpUnhandled, "icmp_unhandled")         /* ICMP other than echo request */           \
   X(kL4Unhandled, "l4_unhandled")             /* TCP/UDP/... to a local address */         \
+  X(kL4Malformed, "l4_malformed")             /* TCP/UDP/ICMP header to a VIP truncated or bad */ \
+  X(kLbNoBackend, "lb_no_backend")            /* a new flow to a service whose backends are all drained */ \
+  X(kLbNoRoute, "lb_no_route")                /* no port reaches the next hop */            \
+  X(kLbUnresolved, "lb_neighbour_unresolved") /* next hop's MAC not known yet: ARP sent */  \
+  X(kLbTtlExceeded, "lb_ttl_exceeded")                                                      \
+  X(kLbNoLocalPort, "lb_fullnat_no_port")     /* fullnat: no free local port for the backend */ \
+  X(kLbBadFirstSegment, "lb_bad_first_segment") /* no connection, and a SYN+ACK or no flags */ \
   X(kMultiSegment, "multi_segment_frame")     /* chained mbufs: not parsed */               \
   X(kTxFull, "tx_full")                       /* the TX queue did not take the frame */    \
   X(kNoMbuf, "no_mbuf")                       /* a generated frame found no buffer */
@@ -39,7 +46,12 @@ namespace tandem {
   X(kArpRepliesSent, "arp_replies_sent")          \
   X(kArpRepliesLearnt, "arp_replies_learnt")      \
   X(kArpRequestsSent, "arp_requests_sent")        \
-  X(kIcmpEchoRepliesSent, "icmp_echo_replies_sent")
+  X(kIcmpEchoRepliesSent, "icmp_echo_replies_sent") \
+  X(kLbNewFlows, "lb_new_flows")                  \
+  X(kLbMidFlowFlows, "lb_midflow_flows")          \
+  X(kLbStateless, "lb_stateless_forwarded")       \
+  X(kLbForwarded, "lb_forwarded")                 \
+  X(kLbRepliesForwarded, "lb_replies_forwarded")
 
 #define TANDEM_ENUM_ITEM(id, name) id,
 enum class DropReason : std::uint8_t { TANDEM_DROP_REASONS(TANDEM_ENUM_ITEM) kCount };

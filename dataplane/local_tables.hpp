@@ -1,42 +1,31 @@
-// The addresses each data port answers for, changed at run time without stopping a worker.
-//
-// Classic RCU (DPDK's QSBR flavour): the control thread builds a new, immutable LocalInterface,
-// publishes its pointer, waits until every worker has passed a quiescent state (the top of its
-// loop), then frees the old one. Workers only load a pointer per burst: no lock, no reference
-// count, no fence beyond an acquire load.
+// The addresses each data port answers for, RCU-published so they change at run time without
+// stopping a worker (see rcu.hpp).
 #pragma once
 
 #include <array>
-#include <atomic>
 #include <memory>
 
 #include "dataplane/counters.hpp"
 #include "dataplane/local_stack.hpp"
-
-struct rte_rcu_qsbr;
+#include "dataplane/rcu.hpp"
 
 namespace tandem::dpdk {
 
 class LocalTables {
  public:
-  explicit LocalTables(unsigned workers);
-  ~LocalTables();
-  LocalTables(const LocalTables&) = delete;
-  LocalTables& operator=(const LocalTables&) = delete;
+  explicit LocalTables(QsbrDomain& domain) : domain_(domain) {}
 
-  // Worker side.
-  const LocalInterface& get(std::size_t port) const { return *ports_[port].load(std::memory_order_acquire); }
-  void worker_online(unsigned worker);
-  void worker_quiescent(unsigned worker);
-  void worker_offline(unsigned worker);
+  // Worker side: valid until the worker's next quiescent state.
+  const LocalInterface& get(std::size_t port) const { return *ports_[port].get(); }
 
-  // Control side: the first call per port installs, later calls replace (blocking until no
-  // worker can still hold the old table, i.e. at most one loop iteration of every worker).
-  void publish(std::size_t port, const LocalInterface& next);
+  // Control side: installs (first call per port) or replaces, waiting out a grace period.
+  void publish(std::size_t port, const LocalInterface& next) {
+    ports_[port].publish(std::make_unique<const LocalInterface>(next), domain_);
+  }
 
  private:
-  std::array<std::atomic<const LocalInterface*>, kMaxPorts> ports_{};
-  rte_rcu_qsbr* qsbr_ = nullptr;
+  QsbrDomain& domain_;
+  std::array<RcuPointer<LocalInterface>, kMaxPorts> ports_;
 };
 
 }  // namespace tandem::dpdk

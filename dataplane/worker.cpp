@@ -1,5 +1,6 @@
 #include "dataplane/worker.hpp"
 
+#include <algorithm>
 #include <array>
 #include <string>
 
@@ -20,6 +21,10 @@ constexpr std::uint64_t kPeriodicMs = 10;         // neighbour aging and probes
 constexpr std::uint64_t kSnapshotMs = 200;        // neighbour view for telemetry
 constexpr std::size_t kMaxProbesPerTick = 32;
 constexpr unsigned kInboxSize = 1024;
+// Connections examined per 10 ms tick: the whole table about once a second, so an entry
+// outlives its timeout by at most ~1 s and expiry keeps up with the table's turnover.
+constexpr std::size_t kSweepsPerSecond = 1;
+constexpr std::size_t kMinExpirePerTick = 256;
 
 std::uint64_t now_ms() {
   static const std::uint64_t ticks_per_ms = rte_get_tsc_hz() / 1000;
@@ -29,9 +34,10 @@ std::uint64_t now_ms() {
 }  // namespace
 
 Worker::Worker(unsigned index, const WorkerSettings& settings, const std::vector<WorkerPort>& ports,
-               const neigh::NeighbourConfig& neighbour_config, rte_mempool* pool,
-               LocalTables& locals, const std::atomic<bool>& stop)
-    : index_(index), settings_(settings), ports_(ports), pool_(pool), locals_(locals), stop_(stop) {
+               const neigh::NeighbourConfig& neighbour_config, const conntrack::ConnTableConfig& conn_config,
+               const WorkerShared& shared)
+    : index_(index), settings_(settings), ports_(ports), shared_(shared), conns_(conn_config),
+      expire_per_tick_(std::max(kMinExpirePerTick, conns_.capacity() * kSweepsPerSecond * kPeriodicMs / 1000)) {
   if (settings_.burst_size > kMaxBurst) settings_.burst_size = kMaxBurst;
   neighbours_.reserve(ports_.size());
   for (std::size_t i = 0; i < ports_.size(); ++i) neighbours_.emplace_back(neighbour_config);
@@ -63,10 +69,10 @@ int Worker::lcore_main(void* self) {
 void Worker::run() {
   std::uint64_t next_periodic = 0;
   std::uint32_t idle_polls = 0;
-  locals_.worker_online(index_);
-  while (!stop_.load(std::memory_order_relaxed)) {
+  shared_.rcu->online(index_);
+  while (!shared_.stop->load(std::memory_order_relaxed)) {
     // Top of the loop: no table pointer from the previous iteration is held any more.
-    locals_.worker_quiescent(index_);
+    shared_.rcu->quiescent(index_);
     const std::uint64_t now = now_ms();
     std::uint32_t received = 0;
     for (std::size_t p = 0; p < ports_.size(); ++p) poll_port(p, now, received);
@@ -89,24 +95,35 @@ void Worker::run() {
       }
     }
   }
-  locals_.worker_offline(index_);
+  shared_.rcu->offline(index_);
+}
+
+lb::LbContext Worker::lb_context(std::uint64_t now) {
+  for (std::size_t p = 0; p < ports_.size(); ++p)
+    lb_ports_[p] = {.local = &shared_.locals->get(p), .neighbours = &neighbours_[p], .gateway = ports_[p].gateway};
+  return {.services = shared_.services->get(),
+          .conns = &conns_,
+          .ports = std::span<lb::LbPort>(lb_ports_.data(), ports_.size()),
+          .worker = static_cast<std::uint16_t>(index_),
+          .workers = static_cast<std::uint16_t>(shared_.workers),
+          .now_ms = now};
 }
 
 void Worker::poll_port(std::size_t port_index, std::uint64_t now, std::uint32_t& received) {
   WorkerPort& port = ports_[port_index];
   PortCounters& pc = counters_.ports[port_index];
   std::array<rte_mbuf*, kMaxBurst> rx;
-  std::array<rte_mbuf*, kMaxBurst> tx;
   std::array<rte_mbuf*, kMaxBurst> done;  // freed together at the end of the burst
-  const LocalInterface& local = locals_.get(port_index);
   const std::uint16_t n = rte_eth_rx_burst(port.port_id, static_cast<std::uint16_t>(index_), rx.data(),
                                            static_cast<std::uint16_t>(settings_.burst_size));
   if (n == 0) return;
   received += n;
 
-  std::uint16_t n_tx = 0, n_done = 0;
+  const LocalInterface& local = shared_.locals->get(port_index);
+  lb::LbContext lb = lb_context(now);
+  std::uint16_t n_done = 0;
   LearntNeighbour learnt;
-  std::uint64_t rx_bytes = 0, tx_bytes = 0;
+  std::uint64_t rx_bytes = 0;
   for (std::uint16_t i = 0; i < n; ++i) {
     if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(rx[i + 1], void*));
     rte_mbuf* m = rx[i];
@@ -116,14 +133,44 @@ void Worker::poll_port(std::size_t port_index, std::uint64_t now, std::uint32_t&
       done[n_done++] = m;
       continue;
     }
-    const LocalResult r = handle_local_frame(rte_pktmbuf_mtod(m, std::uint8_t*), m->data_len,
-                                             local, neighbours_[port_index], now, learnt);
+    std::uint8_t* data = rte_pktmbuf_mtod(m, std::uint8_t*);
+
+    // Load balancing first: traffic to a VIP, and backends' replies of tracked connections.
+    if (!lb.services->services().empty()) {
+      net::ParsedPacket pkt;
+      const bool ip_ok = (m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) == RTE_MBUF_F_RX_IP_CKSUM_GOOD;
+      const net::ParseError perr = net::parse_packet(data, m->data_len, pkt, ip_ok);
+      if (perr == net::ParseError::kNone && rte_pktmbuf_headroom(m) >= lb::kIpipOverhead) {
+        std::uint32_t len = m->data_len;
+        const lb::LbVerdict v = lb::lb_forward(data, len, pkt, lb);
+        if (v.new_flow) counters_.count(Handled::kLbNewFlows);
+        if (v.action == lb::LbVerdict::Action::kTransmit) {
+          if (v.grew_front) rte_pktmbuf_prepend(m, static_cast<std::uint16_t>(lb::kIpipOverhead));
+          m->data_len = static_cast<std::uint16_t>(len);  // a dropped VLAN tag shrinks it
+          m->pkt_len = len;
+          counters_.count(v.event);
+          enqueue_tx(v.port, m);
+          continue;
+        }
+        if (v.action == lb::LbVerdict::Action::kDrop) {
+          counters_.drop(v.reason);
+          done[n_done++] = m;
+          continue;
+        }
+      } else if ((perr == net::ParseError::kIpv4Fragment || perr >= net::ParseError::kL4Truncated) &&
+                 lb.services->is_vip(pkt.dst)) {
+        counters_.drop(perr == net::ParseError::kIpv4Fragment ? DropReason::kIpv4Fragment : DropReason::kL4Malformed);
+        done[n_done++] = m;
+        continue;
+      }
+    }
+
+    const LocalResult r = handle_local_frame(data, m->data_len, local, neighbours_[port_index], now, learnt);
     if (r.learnt) share_learnt(port_index, learnt);
     switch (r.action) {
       case LocalResult::Action::kTransmit:
         counters_.count(r.event);
-        tx_bytes += m->pkt_len;
-        tx[n_tx++] = m;
+        enqueue_tx(port_index, m);
         break;
       case LocalResult::Action::kConsume:
         counters_.count(r.event);
@@ -138,16 +185,33 @@ void Worker::poll_port(std::size_t port_index, std::uint64_t now, std::uint32_t&
   if (n_done != 0) rte_pktmbuf_free_bulk(done.data(), n_done);
   pc.rx_packets.add(n);
   pc.rx_bytes.add(rx_bytes);
-  if (n_tx == 0) return;
+  flush_tx();
+}
 
-  const std::uint16_t sent = rte_eth_tx_burst(port.port_id, static_cast<std::uint16_t>(index_), tx.data(), n_tx);
-  for (std::uint16_t i = sent; i < n_tx; ++i) tx_bytes -= tx[i]->pkt_len;
-  if (sent != n_tx) rte_pktmbuf_free_bulk(&tx[sent], n_tx - sent);
-  pc.tx_packets.add(sent);
-  pc.tx_bytes.add(tx_bytes);
-  if (sent != n_tx) {
-    pc.tx_dropped.add(n_tx - sent);
-    counters_.drop(DropReason::kTxFull, n_tx - sent);
+void Worker::enqueue_tx(std::size_t port, rte_mbuf* m) {
+  TxQueue& q = txq_[port];
+  if (q.n == q.pkts.size()) flush_tx();
+  q.pkts[q.n++] = m;
+  q.bytes += m->pkt_len;
+}
+
+void Worker::flush_tx() {
+  for (std::size_t p = 0; p < ports_.size(); ++p) {
+    TxQueue& q = txq_[p];
+    if (q.n == 0) continue;
+    const std::uint16_t sent = rte_eth_tx_burst(ports_[p].port_id, static_cast<std::uint16_t>(index_), q.pkts.data(), q.n);
+    std::uint64_t bytes = q.bytes;
+    for (std::uint16_t i = sent; i < q.n; ++i) bytes -= q.pkts[i]->pkt_len;
+    PortCounters& pc = counters_.ports[p];
+    pc.tx_packets.add(sent);
+    pc.tx_bytes.add(bytes);
+    if (sent != q.n) {
+      rte_pktmbuf_free_bulk(&q.pkts[sent], q.n - sent);
+      pc.tx_dropped.add(q.n - sent);
+      counters_.drop(DropReason::kTxFull, q.n - sent);
+    }
+    q.n = 0;
+    q.bytes = 0;
   }
 }
 
@@ -160,6 +224,7 @@ void Worker::periodic(std::uint64_t now) {
     const std::size_t n = neighbours_[p].maintain(now, probes);
     for (std::size_t i = 0; i < n; ++i) send_arp_request(p, probes[i]);
   }
+  conns_.expire(now, expire_per_tick_);
   if (now >= next_snapshot_ms_) {
     publish_snapshot(now);
     next_snapshot_ms_ = now + kSnapshotMs;
@@ -168,8 +233,8 @@ void Worker::periodic(std::uint64_t now) {
 
 void Worker::send_arp_request(std::size_t port_index, net::Ipv4Addr target) {
   const WorkerPort& port = ports_[port_index];
-  const LocalInterface& local = locals_.get(port_index);
-  rte_mbuf* m = rte_pktmbuf_alloc(pool_);
+  const LocalInterface& local = shared_.locals->get(port_index);
+  rte_mbuf* m = rte_pktmbuf_alloc(shared_.pool);
   if (!m) {
     counters_.drop(DropReason::kNoMbuf);
     return;
@@ -219,6 +284,8 @@ void Worker::publish_snapshot(std::uint64_t now) {
       snapshot_.rows.push_back({static_cast<std::uint8_t>(p), e});
     });
   }
+  snapshot_.conn_stats = conns_.stats();
+  snapshot_.connections = conns_.size();
   snapshot_.taken_ms = now;
 }
 

@@ -9,12 +9,17 @@
 #include <optional>
 #include <vector>
 
+#include "dataplane/conntrack/conn_table.hpp"
 #include "dataplane/counters.hpp"
+#include "dataplane/lb/forwarder.hpp"
+#include "dataplane/lb/rewrite.hpp"
+#include "dataplane/lb/service_table.hpp"
 #include "dataplane/local_stack.hpp"
 #include "dataplane/local_tables.hpp"
 #include "dataplane/neigh/neighbour_table.hpp"
 
 struct rte_mempool;
+struct rte_mbuf;
 struct rte_ring;
 
 namespace tandem::dpdk {
@@ -49,14 +54,26 @@ struct NeighbourSnapshot {
   std::mutex mutex;
   std::vector<Row> rows;
   neigh::NeighStats stats;  // summed over the worker's ports
+  conntrack::ConnStats conn_stats;
+  std::uint64_t connections = 0;
   std::uint64_t taken_ms = 0;
+};
+
+// What every worker shares with the control thread.
+struct WorkerShared {
+  rte_mempool* pool = nullptr;
+  const LocalTables* locals = nullptr;                    // per-port addresses (RCU)
+  const RcuPointer<lb::ServiceTable>* services = nullptr;  // the services (RCU)
+  QsbrDomain* rcu = nullptr;
+  const std::atomic<bool>* stop = nullptr;
+  unsigned workers = 1;
 };
 
 class Worker {
  public:
   Worker(unsigned index, const WorkerSettings& settings, const std::vector<WorkerPort>& ports,
-         const neigh::NeighbourConfig& neighbour_config, rte_mempool* pool,
-         LocalTables& locals, const std::atomic<bool>& stop);
+         const neigh::NeighbourConfig& neighbour_config, const conntrack::ConnTableConfig& conn_config,
+         const WorkerShared& shared);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -74,6 +91,11 @@ class Worker {
 
  private:
   void poll_port(std::size_t port_index, std::uint64_t now_ms, std::uint32_t& received);
+  // Queues a frame for `port`'s TX queue; flush_tx() sends every queue.
+  void enqueue_tx(std::size_t port, rte_mbuf* m);
+  void flush_tx();
+  // The load balancer's view of the ports and tables for this burst.
+  lb::LbContext lb_context(std::uint64_t now_ms);
   void periodic(std::uint64_t now_ms);
   void send_arp_request(std::size_t port_index, net::Ipv4Addr target);
   void share_learnt(std::size_t port_index, const LearntNeighbour& learnt);
@@ -84,14 +106,21 @@ class Worker {
   WorkerSettings settings_;
   std::vector<WorkerPort> ports_;
   std::vector<neigh::NeighbourTable> neighbours_;  // one per port: each port is its own L2 domain
-  rte_mempool* pool_;
-  LocalTables& locals_;
+  WorkerShared shared_;
+  conntrack::ConnTable conns_;
+  std::size_t expire_per_tick_;
+  std::array<lb::LbPort, kMaxPorts> lb_ports_{};
+  struct TxQueue {
+    std::array<rte_mbuf*, 512> pkts;
+    std::uint16_t n = 0;
+    std::uint64_t bytes = 0;
+  };
+  std::array<TxQueue, kMaxPorts> txq_{};
   rte_ring* inbox_ = nullptr;  // neighbour updates from the other workers
   std::vector<Worker*> peers_;
   WorkerCounters counters_;
   NeighbourSnapshot snapshot_;
   std::uint64_t next_snapshot_ms_ = 0;
-  const std::atomic<bool>& stop_;
 };
 
 }  // namespace tandem::dpdk

@@ -12,6 +12,7 @@
 #include <toml++/toml.h>
 
 #include "dataplane/counters.hpp"
+#include "dataplane/lb/maglev.hpp"
 #include "dataplane/local_stack.hpp"
 
 namespace tandem::config {
@@ -24,6 +25,8 @@ const char* to_string(PortRole r) {
   }
   return "unknown";
 }
+
+const char* to_string(L4Protocol p) { return p == L4Protocol::kTcp ? "tcp" : "udp"; }
 
 bool PortConfig::is_pci() const {
   // domain:bus:device.function ("0000:03:00.0") or bus:device.function ("03:00.0")
@@ -303,6 +306,24 @@ void read_xdp(TableReader& root, Config& c) {
   }
 }
 
+void read_conntrack(TableReader& root, Config& c) {
+  const toml::table* t = root.table("conntrack");
+  if (!t) return;
+  TableReader r(*t, "conntrack", root.file(), root.errors());
+  auto& ct = c.conntrack;
+  r.integer("capacity", ct.capacity, 16, 1 << 26);
+  constexpr std::int64_t kMaxMs = 86'400'000;
+  r.integer("tcp_syn_sent_ms", ct.timeouts.syn_sent_ms, 100, kMaxMs);
+  r.integer("tcp_syn_recv_ms", ct.timeouts.syn_recv_ms, 100, kMaxMs);
+  r.integer("tcp_established_ms", ct.timeouts.established_ms, 100, kMaxMs);
+  r.integer("tcp_fin_wait_ms", ct.timeouts.fin_wait_ms, 100, kMaxMs);
+  r.integer("tcp_close_wait_ms", ct.timeouts.close_wait_ms, 100, kMaxMs);
+  r.integer("tcp_last_ack_ms", ct.timeouts.last_ack_ms, 100, kMaxMs);
+  r.integer("tcp_time_wait_ms", ct.timeouts.time_wait_ms, 100, kMaxMs);
+  r.integer("tcp_close_ms", ct.timeouts.close_ms, 100, kMaxMs);
+  r.integer("udp_ms", ct.timeouts.udp_ms, 100, kMaxMs);
+}
+
 void read_log(TableReader& root, Config& c) {
   const toml::table* t = root.table("log");
   if (!t) return;
@@ -408,6 +429,126 @@ void read_ports(TableReader& root, Config& c) {
   }
 }
 
+std::string check_unicast(const std::string& s) {
+  const auto a = net::Ipv4Addr::parse(s);
+  if (!a) return "must be an IPv4 address";
+  if (a->value == 0 || a->value == 0xffffffffu || (a->value >> 28) >= 0xe) return "must be a unicast address";
+  return "";
+}
+
+void read_backend(const toml::table& t, const std::string& path, TableReader& parent, ServiceConfig& svc) {
+  TableReader r(t, path, parent.file(), parent.errors());
+  BackendConfig b;
+  std::string address;
+  r.string("address", address, true, check_unicast);
+  if (auto a = net::Ipv4Addr::parse(address)) b.address = *a;
+  r.integer("port", b.port, 0, 65535);
+  r.integer("weight", b.weight, 0, kMaxBackendWeight);
+  if (b.port == 0) b.port = svc.port;
+  // Without address translation the backend receives the VIP's port as it is.
+  const bool translates = svc.mode == conntrack::ForwardMode::kNat || svc.mode == conntrack::ForwardMode::kFullNat;
+  if (b.port != svc.port && (!translates || svc.port == 0)) {
+    r.error("port", svc.port == 0 ? "an all-ports service keeps the client's destination port; leave port out"
+                                  : std::string("mode ") + conntrack::to_string(svc.mode) +
+                                        " cannot change the port; leave port out or use " + std::to_string(svc.port));
+  }
+  for (const auto& other : svc.backends)
+    if (!address.empty() && other.address == b.address && other.port == b.port)
+      r.error("address", b.address.to_string() + ":" + std::to_string(b.port) + " is listed twice");
+  svc.backends.push_back(b);
+}
+
+void read_service(const toml::table& t, std::size_t index, TableReader& root, Config& c) {
+  const std::string path = "service[" + std::to_string(index) + "]";
+  TableReader r(t, path, root.file(), root.errors());
+  ServiceConfig svc;
+  r.string("name", svc.name, true, check_name);
+  std::string vip;
+  r.string("vip", vip, true, check_unicast);
+  if (auto a = net::Ipv4Addr::parse(vip)) svc.vip = *a;
+  std::string protocol = "tcp";
+  r.string("protocol", protocol, false, [](const std::string& s) {
+    return s == "tcp" || s == "udp" ? "" : "must be tcp or udp";
+  });
+  svc.protocol = protocol == "udp" ? L4Protocol::kUdp : L4Protocol::kTcp;
+  r.integer("port", svc.port, 0, 65535);
+  std::string mode = "nat";
+  r.string("mode", mode, false, [](const std::string& s) {
+    return s == "nat" || s == "fullnat" || s == "dsr" || s == "tunnel" ? "" : "must be nat, fullnat, dsr or tunnel";
+  });
+  svc.mode = mode == "fullnat" ? conntrack::ForwardMode::kFullNat
+             : mode == "dsr"   ? conntrack::ForwardMode::kDsr
+             : mode == "tunnel" ? conntrack::ForwardMode::kTunnel
+                                : conntrack::ForwardMode::kNat;
+  r.integer("maglev_size", svc.maglev_size, 1, lb::kMaglevMaxSize);
+  if (!lb::is_prime(svc.maglev_size)) r.error("maglev_size", "must be a prime number, e.g. 65537 or 251");
+
+  std::vector<std::string> locals;
+  r.string_array("local_addresses", locals);
+  for (const auto& text : locals) {
+    if (auto msg = check_unicast(text); !msg.empty()) {
+      r.error("local_addresses", "\"" + text + "\" " + msg);
+      continue;
+    }
+    svc.local_addresses.push_back(*net::Ipv4Addr::parse(text));
+  }
+  if (svc.mode == conntrack::ForwardMode::kFullNat && svc.local_addresses.empty())
+    r.error("mode", "fullnat needs local_addresses (the source addresses used towards backends)");
+  if (svc.mode != conntrack::ForwardMode::kFullNat && !svc.local_addresses.empty())
+    r.error("local_addresses", "applies to fullnat services only");
+
+  if (const toml::node* n = r.node("backend")) {
+    const auto* arr = n->as_array();
+    if (!arr) {
+      r.error("backend", "expected [[service.backend]] tables");
+    } else if (arr->size() > kMaxBackendsPerService) {
+      r.error("backend", "at most " + std::to_string(kMaxBackendsPerService) + " backends per service");
+    } else {
+      std::size_t i = 0;
+      for (const auto& item : *arr) {
+        const std::string bpath = path + ".backend[" + std::to_string(i++) + "]";
+        if (const auto* bt = item.as_table()) read_backend(*bt, bpath, r, svc);
+        else r.error_at(item.source(), bpath, "expected a [[service.backend]] table");
+      }
+    }
+  }
+  std::size_t active = 0;
+  for (const auto& b : svc.backends) active += b.weight > 0;
+  if (lb::is_prime(svc.maglev_size) && active > svc.maglev_size)
+    r.error("maglev_size", "is smaller than the number of backends with weight > 0 (" + std::to_string(active) + ")");
+
+  for (const auto& other : c.services) {
+    if (!svc.name.empty() && other.name == svc.name) r.error("name", "service name \"" + svc.name + "\" is used twice");
+    if (!vip.empty() && other.vip == svc.vip && other.protocol == svc.protocol && other.port == svc.port)
+      r.error("port", "service \"" + other.name + "\" already has " + svc.vip.to_string() + ":" +
+                          std::to_string(svc.port) + "/" + to_string(svc.protocol));
+  }
+  for (const auto& p : c.ports)
+    for (const auto& a : p.addresses())
+      if (!vip.empty() && a.addr == svc.vip) r.error("vip", svc.vip.to_string() + " is an address of port \"" + p.name + "\"");
+  c.services.push_back(std::move(svc));
+}
+
+void read_services(TableReader& root, Config& c) {
+  const toml::node* n = root.node("service");
+  if (!n) return;
+  const auto* arr = n->as_array();
+  if (!arr) {
+    root.error("service", "expected [[service]] tables");
+    return;
+  }
+  if (arr->size() > kMaxServices) {
+    root.error("service", "at most " + std::to_string(kMaxServices) + " services");
+    return;
+  }
+  std::size_t i = 0;
+  for (const auto& item : *arr) {
+    if (const auto* t = item.as_table()) read_service(*t, i, root, c);
+    else root.error_at(item.source(), "service[" + std::to_string(i) + "]", "expected a [[service]] table");
+    ++i;
+  }
+}
+
 }  // namespace
 
 ParseResult parse_config(std::string_view text, const std::string& source_name) {
@@ -431,7 +572,9 @@ ParseResult parse_config(std::string_view text, const std::string& source_name) 
     read_neighbour(r, c);
     read_log(r, c);
     read_xdp(r, c);
+    read_conntrack(r, c);
     read_ports(r, c);
+    read_services(r, c);
   }  // the reader reports unknown top-level keys here
   if (c.eal.file_prefix.empty() && !c.unit.name.empty()) c.eal.file_prefix = "tandem-" + c.unit.name;
   std::stable_sort(result.errors.begin(), result.errors.end(), [](const auto& a, const auto& b) {

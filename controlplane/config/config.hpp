@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "dataplane/conntrack/forward_mode.hpp"
+#include "dataplane/conntrack/tcp_state.hpp"
 #include "dataplane/neigh/neighbour_table.hpp"
 #include "dataplane/net/addr.hpp"
 
@@ -76,6 +78,42 @@ struct XdpConfig {
   bool operator==(const XdpConfig&) const = default;
 };
 
+enum class L4Protocol : std::uint8_t { kTcp = 6, kUdp = 17 };
+const char* to_string(L4Protocol p);
+
+struct BackendConfig {
+  net::Ipv4Addr address;
+  std::uint16_t port = 0;     // 0: the service's port (or the client's, for an all-ports service)
+  std::uint32_t weight = 1;   // share of new flows; 0 drains: no new flows, existing ones stay
+
+  bool operator==(const BackendConfig&) const = default;
+};
+
+// A virtual service: flows to vip:port/protocol are balanced over the backends.
+struct ServiceConfig {
+  std::string name;
+  net::Ipv4Addr vip;
+  L4Protocol protocol = L4Protocol::kTcp;
+  std::uint16_t port = 0;  // 0: every port of the VIP
+  conntrack::ForwardMode mode = conntrack::ForwardMode::kNat;
+  std::uint32_t maglev_size = 65537;
+  std::vector<net::Ipv4Addr> local_addresses;  // fullnat: the source addresses towards backends
+  std::vector<BackendConfig> backends;
+
+  bool operator==(const ServiceConfig&) const = default;
+};
+
+inline constexpr std::size_t kMaxServices = 256;
+inline constexpr std::size_t kMaxBackendsPerService = 4096;
+inline constexpr std::uint32_t kMaxBackendWeight = 1'000'000;
+
+struct ConntrackConfig {
+  std::uint32_t capacity = 262144;  // connections per worker
+  conntrack::ConntrackTimeouts timeouts;
+
+  bool operator==(const ConntrackConfig&) const = default;
+};
+
 struct LogConfig {
   std::string level = "info";
 
@@ -90,7 +128,9 @@ struct Config {
   neigh::NeighbourConfig neighbour;
   LogConfig log;
   XdpConfig xdp;
+  ConntrackConfig conntrack;
   std::vector<PortConfig> ports;
+  std::vector<ServiceConfig> services;
 };
 
 // One problem found in a file, with the place it is at.

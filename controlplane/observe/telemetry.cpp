@@ -50,6 +50,21 @@ int counters_cmd(const char*, const char*, rte_tel_data* d) {
     std::lock_guard snap_lock(snap.mutex);
     n += snap.stats;
   }
+  conntrack::ConnStats cs;
+  std::uint64_t connections = 0;
+  for (const auto& w : g_runtime->workers) {
+    auto& snap = w->neighbour_snapshot();
+    std::lock_guard snap_lock(snap.mutex);
+    cs += snap.conn_stats;
+    connections += snap.connections;
+  }
+  rte_tel_data_add_dict_u64(d, "conntrack/active", connections);
+  rte_tel_data_add_dict_u64(d, "conntrack/created", cs.inserts);
+  rte_tel_data_add_dict_u64(d, "conntrack/expired", cs.expired);
+  rte_tel_data_add_dict_u64(d, "conntrack/insert_failed_full", cs.insert_failed_full);
+  rte_tel_data_add_dict_u64(d, "conntrack/insert_failed_exists", cs.insert_failed_exists);
+  rte_tel_data_add_dict_u64(d, "conntrack/lookups_hit", cs.lookups_hit);
+  rte_tel_data_add_dict_u64(d, "conntrack/lookups_miss", cs.lookups_miss);
   rte_tel_data_add_dict_u64(d, "neighbour/created", n.created);
   rte_tel_data_add_dict_u64(d, "neighbour/updated", n.updated);
   rte_tel_data_add_dict_u64(d, "neighbour/mac_changed", n.mac_changed);

@@ -50,9 +50,9 @@ ParseError parse_packet(const std::uint8_t* frame, std::uint32_t len, ParsedPack
   if ((ip[ipv4::kVersionIhl] >> 4) != 4 || ihl < ipv4::kMinLen || ip_len < ihl || l3 + ip_len > len)
     return ParseError::kIpv4Malformed;
   if (!ip_checksum_verified && internet_checksum(ip, ihl) != 0) return ParseError::kIpv4BadChecksum;
-  if ((load_be16(ip + ipv4::kFragOff) & (ipv4::kFlagMoreFragments | ipv4::kFragOffsetMask)) != 0)
-    return ParseError::kIpv4Fragment;
 
+  // The IPv4 fields are filled before the fragment and L4 checks, so that a caller can tell
+  // whom a rejected packet was for (a fragment to a VIP, say).
   out.l3 = static_cast<std::uint16_t>(l3);
   out.ihl = static_cast<std::uint16_t>(ihl);
   out.ip_len = static_cast<std::uint16_t>(ip_len);
@@ -61,6 +61,8 @@ ParseError parse_packet(const std::uint8_t* frame, std::uint32_t len, ParsedPack
   out.ttl = ip[ipv4::kTtl];
   out.src = {load_be32(ip + ipv4::kSrc)};
   out.dst = {load_be32(ip + ipv4::kDst)};
+  if ((load_be16(ip + ipv4::kFragOff) & (ipv4::kFlagMoreFragments | ipv4::kFragOffsetMask)) != 0)
+    return ParseError::kIpv4Fragment;
 
   const std::uint8_t* l4 = frame + out.l4;
   const std::size_t l4_len = ip_len - ihl;

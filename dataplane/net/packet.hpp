@@ -43,7 +43,8 @@ struct ParsedPacket {
   std::uint8_t icmp_type = 0, icmp_code = 0;
 };
 
-// Parses and validates `frame`. IPv4 header checksum is verified unless `ip_checksum_verified`
+// Parses and validates `frame`. On kIpv4Fragment and the L4 errors the IPv4 fields of `out`
+// (offsets, protocol, addresses) are already set. IPv4 header checksum is verified unless `ip_checksum_verified`
 // (a NIC that checked it already). L4 checksums are not verified here: rewrites update them
 // incrementally, so a corrupt segment stays corrupt and the endpoint drops it.
 ParseError parse_packet(const std::uint8_t* frame, std::uint32_t len, ParsedPacket& out,

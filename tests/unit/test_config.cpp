@@ -1014,3 +1014,115 @@ address = "10.0.1.2/24"
 secondary_addresses = ["10.0.0.2/24"]
 )", 12, 23, "port[1].secondary_addresses", "10.0.0.2 is also an address of port \"p0\"");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Services and backends.
+
+using tandem::config::L4Protocol;
+using tandem::conntrack::ForwardMode;
+
+TEST(ConfigServices, EveryKeyOfAServiceAndItsBackends) {
+  const ParseResult r = parse(std::string(kSteeredUnit) + R"([[service]]
+name = "web"
+vip = "203.0.113.10"
+protocol = "tcp"
+port = 80
+mode = "fullnat"
+maglev_size = 251
+local_addresses = ["10.0.1.2", "10.0.1.3"]
+[[service.backend]]
+address = "10.0.1.21"
+port = 8080
+weight = 3
+[[service.backend]]
+address = "10.0.1.22"
+weight = 0
+[[service]]
+name = "dns"
+vip = "203.0.113.10"
+protocol = "udp"
+port = 0
+mode = "dsr"
+[[service.backend]]
+address = "10.0.1.31"
+)");
+  ASSERT_THAT(r.errors, IsEmpty());
+  ASSERT_EQ(r.config->services.size(), 2u);
+  const auto& web = r.config->services[0];
+  EXPECT_EQ(web.name, "web");
+  EXPECT_EQ(web.vip, ip(203, 0, 113, 10));
+  EXPECT_EQ(web.protocol, L4Protocol::kTcp);
+  EXPECT_EQ(web.port, 80);
+  EXPECT_EQ(web.mode, ForwardMode::kFullNat);
+  EXPECT_EQ(web.maglev_size, 251u);
+  EXPECT_THAT(web.local_addresses, ElementsAre(ip(10, 0, 1, 2), ip(10, 0, 1, 3)));
+  ASSERT_EQ(web.backends.size(), 2u);
+  EXPECT_EQ(web.backends[0].address, ip(10, 0, 1, 21));
+  EXPECT_EQ(web.backends[0].port, 8080);
+  EXPECT_EQ(web.backends[0].weight, 3u);
+  EXPECT_EQ(web.backends[1].port, 80) << "the service port by default";
+  EXPECT_EQ(web.backends[1].weight, 0u);
+  const auto& dns = r.config->services[1];
+  EXPECT_EQ(dns.protocol, L4Protocol::kUdp);
+  EXPECT_EQ(dns.port, 0);
+  EXPECT_EQ(dns.mode, ForwardMode::kDsr);
+  EXPECT_EQ(dns.maglev_size, 65537u);
+  EXPECT_EQ(dns.backends[0].weight, 1u);
+}
+
+TEST(ConfigServices, Defaults) {
+  const ParseResult r = parse(std::string(kSteeredUnit) + "[[service]]\nname = \"s\"\nvip = \"203.0.113.1\"\n");
+  ASSERT_THAT(r.errors, IsEmpty());
+  const auto& s = r.config->services[0];
+  EXPECT_EQ(s.protocol, L4Protocol::kTcp);
+  EXPECT_EQ(s.port, 0);
+  EXPECT_EQ(s.mode, ForwardMode::kNat);
+  EXPECT_EQ(s.maglev_size, 65537u);
+  EXPECT_THAT(s.backends, IsEmpty());
+}
+
+TEST(ConfigServices, Errors) {
+  const std::string head = std::string(kSteeredUnit) + "[[service]]\nname = \"s\"\n";  // service at line 8
+  ExpectOneError(head + "vip = \"224.0.0.1\"\n", 10, 7, "service[0].vip", "unicast");
+  ExpectOneError(head + "vip = \"10.0.0.2\"\n", 10, 7, "service[0].vip", "is an address of port \"p0\"");
+  ExpectOneError(head + "vip = \"203.0.113.1\"\nprotocol = \"sctp\"\n", 11, 12, "service[0].protocol", "tcp or udp");
+  ExpectOneError(head + "vip = \"203.0.113.1\"\nmode = \"magic\"\n", 11, 8, "service[0].mode", "nat, fullnat, dsr or tunnel");
+  ExpectOneError(head + "vip = \"203.0.113.1\"\nmaglev_size = 65536\n", 11, 15, "service[0].maglev_size", "prime");
+  ExpectOneError(head + "vip = \"203.0.113.1\"\nport = 70000\n", 11, 8, "service[0].port", "between 0 and 65535");
+  ExpectOneError(head + "vip = \"203.0.113.1\"\nmode = \"fullnat\"\n", 11, 8, "service[0].mode", "needs local_addresses");
+  ExpectOneError(head + "vip = \"203.0.113.1\"\nlocal_addresses = [\"10.0.1.2\"]\n", 11, 19,
+                 "service[0].local_addresses", "fullnat services only");
+  ExpectOneError(head + "vip = \"203.0.113.1\"\nport = 80\nmode = \"dsr\"\n[[service.backend]]\naddress = \"10.0.1.5\"\nport = 81\n",
+                 15, 8, "service[0].backend[0].port", "cannot change the port");
+  ExpectOneError(head + "vip = \"203.0.113.1\"\n[[service.backend]]\naddress = \"10.0.1.5\"\nport = 81\n", 13, 8,
+                 "service[0].backend[0].port", "all-ports service");
+  ExpectOneError(head + "vip = \"203.0.113.1\"\nport = 80\n[[service.backend]]\naddress = \"10.0.1.5\"\n"
+                        "[[service.backend]]\naddress = \"10.0.1.5\"\nport = 80\n",
+                 15, 11, "service[0].backend[1].address", "listed twice");
+  ExpectOneError(head + "vip = \"203.0.113.1\"\n[[service.backend]]\naddress = \"10.0.1.5\"\nweight = -1\n", 13, 10,
+                 "service[0].backend[0].weight", "between 0 and 1000000");
+  ExpectOneError(head + "vip = \"203.0.113.1\"\nport = 80\n[[service.backend]]\nweight = 2\n", 12, 1,
+                 "service[0].backend[0].address", "is required");
+  ExpectOneError(head + "vip = \"203.0.113.1\"\nmaglev_size = 2\n[[service.backend]]\naddress = \"10.0.1.5\"\n"
+                        "[[service.backend]]\naddress = \"10.0.1.6\"\n[[service.backend]]\naddress = \"10.0.1.7\"\n",
+                 11, 15, "service[0].maglev_size", "smaller than the number of backends");
+}
+
+TEST(ConfigServices, DuplicateNamesAndEndpoints) {
+  const ParseResult r = parse(std::string(kSteeredUnit) + R"([[service]]
+name = "a"
+vip = "203.0.113.1"
+port = 80
+[[service]]
+name = "a"
+vip = "203.0.113.1"
+port = 80
+[[service]]
+name = "b"
+vip = "203.0.113.1"
+port = 80
+protocol = "udp"
+)");
+  EXPECT_THAT(r.errors, ElementsAre(IsError(13, 8, "service[1].name", "used twice"),
+                                    IsError(15, 8, "service[1].port", "already has 203.0.113.1:80/tcp")));
+}

@@ -107,7 +107,8 @@ def telemetry(cmd: str, file_prefix: str | None = None, *, path: str | Path | No
 # /tandem/neighbours and /tandem/blocklist as arrays of strings ("<port> <address> <mac> <state>
 # <age_ms>", "<port> <prefix> <packets> <bytes>"); docs/operations.md documents them.
 
-_SECTIONS = {"handled": "handled", "drop": "drops", "worker": "workers", "neighbour": "neighbour"}
+_SECTIONS = {"handled": "handled", "drop": "drops", "worker": "workers", "neighbour": "neighbour",
+             "conntrack": "conntrack"}
 
 
 def parse_counters(raw: dict, port_names: list[str]) -> dict:
@@ -116,7 +117,8 @@ def parse_counters(raw: dict, port_names: list[str]) -> dict:
     head, where a head is a port when it is one of port_names, else a section. A port key with
     a group ("<port>/<group>/<counter>", e.g. "north0/xdp/steered_ipv4") goes to
     port[group][counter]; a port with XDP steering thus has port["xdp"] = {verdict: packets}."""
-    out: dict[str, Any] = {"ports": [], "handled": {}, "drops": {}, "workers": {}, "neighbour": {}}
+    out: dict[str, Any] = {"ports": [], "handled": {}, "drops": {}, "workers": {}, "neighbour": {},
+                           "conntrack": {}}
     ports: dict[str, dict[str, Any]] = {name: {"name": name} for name in port_names}
     for key, value in raw.items():
         head, sep, tail = key.partition("/")

@@ -1,0 +1,198 @@
+#include "dataplane/lb/forwarder.hpp"
+
+#include "dataplane/lb/hash.hpp"
+#include "dataplane/lb/rewrite.hpp"
+
+namespace tandem::lb {
+namespace {
+
+using Action = LbVerdict::Action;
+using conntrack::FlowDir;
+using conntrack::FlowKey;
+using conntrack::ForwardMode;
+
+constexpr std::uint16_t kFirstLocalPort = 1024;
+constexpr int kLocalPortAttempts = 64;
+
+LbVerdict drop(DropReason r, bool new_flow = false) {
+  return {.action = Action::kDrop, .new_flow = new_flow, .reason = r};
+}
+
+struct Hop {
+  std::uint8_t port = 0;
+  net::MacAddr mac;
+};
+
+// The port that reaches `dst` (directly connected first, else through a port's gateway) and the
+// MAC of the next hop there. An unknown MAC starts its resolution and the packet is dropped:
+// the sender's retransmission finds it resolved.
+std::optional<Hop> next_hop(LbContext& ctx, net::Ipv4Addr dst, DropReason& reason) {
+  std::optional<std::uint8_t> port;
+  net::Ipv4Addr via = dst;
+  for (std::uint8_t i = 0; i < ctx.ports.size() && !port; ++i) {
+    const LocalInterface& l = *ctx.ports[i].local;
+    for (std::uint8_t a = 0; a < l.count; ++a)
+      if (l.prefixes[a].length < 32 && l.prefixes[a].contains(dst)) port = i;
+  }
+  for (std::uint8_t i = 0; i < ctx.ports.size() && !port; ++i) {
+    if (ctx.ports[i].gateway) {
+      port = i;
+      via = *ctx.ports[i].gateway;
+    }
+  }
+  if (!port) {
+    reason = DropReason::kLbNoRoute;
+    return std::nullopt;
+  }
+  LbPort& out = ctx.ports[*port];
+  net::MacAddr mac;
+  if (out.neighbours->resolve(via, ctx.now_ms, &mac) != neigh::ResolveResult::kKnown) {
+    reason = DropReason::kLbUnresolved;
+    return std::nullopt;
+  }
+  return Hop{*port, mac};
+}
+
+// A local port for a fullnat connection to `backend` that no connection of this worker uses:
+// ports are split between workers (port % workers == worker) so workers never collide, and the
+// reply key is checked in the table, so a port in use is never handed out twice.
+std::optional<std::uint16_t> allocate_local_port(LbContext& ctx, net::Ipv4Addr local, net::Ipv4Addr backend,
+                                                 std::uint16_t backend_port, std::uint8_t proto, std::uint32_t hash) {
+  const std::uint32_t span = (65536u - kFirstLocalPort) / ctx.workers;
+  for (int attempt = 0; attempt < kLocalPortAttempts; ++attempt) {
+    const std::uint32_t slot = (hash + static_cast<std::uint32_t>(attempt) * 2654435761u) % span;
+    const auto port = static_cast<std::uint16_t>(kFirstLocalPort + slot * ctx.workers + ctx.worker);
+    const FlowKey reply{.src_addr = backend.value, .dst_addr = local.value, .src_port = backend_port,
+                        .dst_port = port, .proto = proto};
+    if (!ctx.conns->find(reply)) return port;
+  }
+  return std::nullopt;
+}
+
+// Sends the rewritten original-direction packet to its backend according to `mode`.
+LbVerdict to_backend(std::uint8_t* frame, std::uint32_t& len, net::ParsedPacket& p, LbContext& ctx, ForwardMode mode,
+                     net::Ipv4Addr backend, std::uint16_t backend_port, net::Ipv4Addr local, std::uint16_t local_port,
+                     bool new_flow) {
+  DropReason reason = DropReason::kCount;
+  const auto hop = next_hop(ctx, backend, reason);
+  if (!hop) return drop(reason, new_flow);
+  const net::MacAddr& src_mac = ctx.ports[hop->port].local->mac;
+  LbVerdict v{.action = Action::kTransmit, .port = hop->port, .new_flow = new_flow, .event = Handled::kLbForwarded};
+  switch (mode) {
+    case ForwardMode::kNat:
+    case ForwardMode::kFullNat:
+      if (!decrement_ttl(frame, p)) return drop(DropReason::kLbTtlExceeded, new_flow);
+      rewrite_destination(frame, p, backend, backend_port);
+      if (mode == ForwardMode::kFullNat) rewrite_source(frame, p, local, local_port);
+      set_macs(frame, src_mac, hop->mac);
+      return v;
+    case ForwardMode::kDsr:
+      set_macs(frame, src_mac, hop->mac);  // the backend holds the VIP itself
+      return v;
+    case ForwardMode::kTunnel: {
+      const net::Ipv4Addr outer_src = ctx.ports[hop->port].local->prefixes[0].addr;
+      len = static_cast<std::uint32_t>(
+          encapsulate_ipip(frame - kIpipOverhead, p, src_mac, hop->mac, outer_src, backend));
+      v.grew_front = true;
+      return v;
+    }
+  }
+  return drop(DropReason::kLbNoRoute, new_flow);
+}
+
+LbVerdict forward_original(std::uint8_t* frame, std::uint32_t& len, net::ParsedPacket& p, LbContext& ctx,
+                           const Service& svc) {
+  const FlowKey key{.src_addr = p.src.value, .dst_addr = p.dst.value, .src_port = p.sport, .dst_port = p.dport,
+                    .proto = p.proto};
+  conntrack::ConnLookup hit = ctx.conns->lookup(key);
+  if (hit && hit.dir == FlowDir::kOriginal) {
+    conntrack::ConnEntry& e = *hit.entry;
+    const conntrack::TcpState before = e.state;
+    const bool changed = ctx.conns->update(e, FlowDir::kOriginal, p.tcp_flags, len, ctx.now_ms);
+    if (!(changed && conntrack::tcp_reopened(before, e.state))) {
+      // An existing flow keeps its backend whatever the Maglev table says now.
+      return to_backend(frame, len, p, ctx, e.mode, net::Ipv4Addr{e.backend_addr}, e.backend_port,
+                        net::Ipv4Addr{e.local_addr}, e.local_port, false);
+    }
+    // The client reused its port after the connection closed: a new connection, which picks
+    // its backend afresh (drains and weight changes apply), as IPVS's conn_reuse_mode does.
+    ctx.conns->erase(&e);
+  }
+
+  // What a TCP segment without a connection may start: a SYN creates one; ACK or FIN mid-flow
+  // follow the policy; a lone RST is forwarded untracked; a SYN+ACK or no flags is dropped.
+  const bool tcp = p.proto == net::ipv4::kProtoTcp;
+  const conntrack::TcpEvent event = conntrack::tcp_event(p.tcp_flags);
+  const conntrack::NewFlowAction action =
+      tcp ? conntrack::tcp_new_flow_action(event, ctx.mid_flow) : conntrack::NewFlowAction::kCreate;
+  if (action == conntrack::NewFlowAction::kDrop) return drop(DropReason::kLbBadFirstSegment);
+
+  const std::uint32_t hash = flow_hash(p.src.value, p.dst.value, p.sport, p.dport, p.proto);
+  const Backend* b = svc.pick(hash);
+  if (!b) return drop(DropReason::kLbNoBackend);
+  const std::uint16_t backend_port = b->port ? b->port : p.dport;
+
+  // Where the backend's replies go: the client (nat; dsr and tunnel bypass the unit) or a
+  // local address and port (fullnat).
+  net::Ipv4Addr local = p.src;
+  std::uint16_t local_port = p.sport;
+  if (svc.mode == ForwardMode::kFullNat) {
+    local = svc.local_addrs[hash % svc.local_addrs.size()];
+    const auto port = allocate_local_port(ctx, local, b->addr, backend_port, p.proto, hash);
+    if (!port) return drop(DropReason::kLbNoLocalPort);
+    local_port = *port;
+  }
+
+  LbVerdict v;
+  if (action == conntrack::NewFlowAction::kForwardStateless) {
+    v = to_backend(frame, len, p, ctx, svc.mode, b->addr, backend_port, local, local_port, false);
+    if (v.action == Action::kTransmit) v.event = Handled::kLbStateless;
+    return v;
+  }
+  const bool mid_flow = tcp && event != conntrack::TcpEvent::kSyn;
+  const FlowKey reply{.src_addr = b->addr.value, .dst_addr = local.value, .src_port = backend_port,
+                      .dst_port = local_port, .proto = p.proto};
+  const conntrack::ConnParams params{.mode = svc.mode,
+                                     .flags = mid_flow ? conntrack::kConnMidFlow : std::uint8_t{0},
+                                     .service = ctx.services->index_of(svc),
+                                     .backend = static_cast<std::uint32_t>(b - svc.backends.data())};
+  const conntrack::ConnInsert ins = ctx.conns->insert(key, reply, params, ctx.now_ms);
+  if (ins.status != conntrack::InsertStatus::kInserted) {
+    // Table full (or the reply key is taken): forward statelessly by Maglev, counted. The flow
+    // keeps its backend as long as the Maglev table does not change.
+    v = to_backend(frame, len, p, ctx, svc.mode, b->addr, backend_port, local, local_port, false);
+    if (v.action == Action::kTransmit) v.event = Handled::kLbStateless;
+    return v;
+  }
+  ctx.conns->update(*ins.entry, FlowDir::kOriginal, p.tcp_flags, len, ctx.now_ms);
+  v = to_backend(frame, len, p, ctx, svc.mode, b->addr, backend_port, local, local_port, true);
+  if (mid_flow && v.action == Action::kTransmit) v.event = Handled::kLbMidFlowFlows;
+  return v;
+}
+
+LbVerdict forward_reply(std::uint8_t* frame, std::uint32_t len, net::ParsedPacket& p, LbContext& ctx,
+                        conntrack::ConnEntry& e) {
+  ctx.conns->update(e, FlowDir::kReply, p.tcp_flags, len, ctx.now_ms);
+  DropReason reason = DropReason::kCount;
+  const auto hop = next_hop(ctx, net::Ipv4Addr{e.client_addr}, reason);
+  if (!hop) return drop(reason);
+  if (!decrement_ttl(frame, p)) return drop(DropReason::kLbTtlExceeded);
+  rewrite_source(frame, p, net::Ipv4Addr{e.vip_addr}, e.vip_port);
+  if (e.mode == ForwardMode::kFullNat) rewrite_destination(frame, p, net::Ipv4Addr{e.client_addr}, e.client_port);
+  set_macs(frame, ctx.ports[hop->port].local->mac, hop->mac);
+  return {.action = Action::kTransmit, .port = hop->port, .event = Handled::kLbRepliesForwarded};
+}
+
+}  // namespace
+
+LbVerdict lb_forward(std::uint8_t* frame, std::uint32_t& len, net::ParsedPacket& p, LbContext& ctx) {
+  if (p.proto != net::ipv4::kProtoTcp && p.proto != net::ipv4::kProtoUdp) return {};
+  if (const Service* svc = ctx.services->find(p.dst, p.proto, p.dport)) return forward_original(frame, len, p, ctx, *svc);
+  const FlowKey key{.src_addr = p.src.value, .dst_addr = p.dst.value, .src_port = p.sport, .dst_port = p.dport,
+                    .proto = p.proto};
+  conntrack::ConnLookup hit = ctx.conns->lookup(key);
+  if (hit && hit.dir == FlowDir::kReply) return forward_reply(frame, len, p, ctx, *hit.entry);
+  return {};
+}
+
+}  // namespace tandem::lb

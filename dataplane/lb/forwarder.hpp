@@ -1,0 +1,57 @@
+// The load balancer's per-packet decision: a packet to a VIP goes to its connection's backend
+// (a new connection gets one from the service's Maglev table), rewritten for the service's
+// mode; a backend's reply (nat, fullnat) is translated back to the VIP. Pure logic over a frame
+// buffer and the worker's tables, so every mode is tested packet by packet without DPDK.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+
+#include "dataplane/conntrack/conn_table.hpp"
+#include "dataplane/counters.hpp"
+#include "dataplane/lb/service_table.hpp"
+#include "dataplane/local_stack.hpp"
+#include "dataplane/neigh/neighbour_table.hpp"
+#include "dataplane/net/packet.hpp"
+
+namespace tandem::lb {
+
+// A data port as the forwarder sees it: what it answers for, whom it reaches.
+struct LbPort {
+  const LocalInterface* local = nullptr;
+  neigh::NeighbourTable* neighbours = nullptr;
+  std::optional<net::Ipv4Addr> gateway;
+};
+
+struct LbContext {
+  const ServiceTable* services = nullptr;
+  conntrack::ConnTable* conns = nullptr;
+  std::span<LbPort> ports;
+  std::uint16_t worker = 0;   // fullnat local ports are split between workers by this
+  std::uint16_t workers = 1;
+  std::uint64_t now_ms = 0;
+  // A client TCP segment without SYN and without a connection (after a restart or a failover
+  // that lost the entry): adopted by default, like Maglev.
+  conntrack::MidFlowPolicy mid_flow = conntrack::MidFlowPolicy::kAdopt;
+};
+
+struct LbVerdict {
+  enum class Action : std::uint8_t {
+    kNotMine,   // neither to a VIP nor a tracked reply: the local stack's
+    kTransmit,  // rewritten: send out of `port`
+    kDrop,      // count `reason`
+  };
+  Action action = Action::kNotMine;
+  std::uint8_t port = 0;
+  bool new_flow = false;       // a connection was created (count it)
+  bool grew_front = false;     // tunnel: the frame now starts kIpipOverhead bytes earlier
+  DropReason reason = DropReason::kCount;
+  Handled event = Handled::kCount;
+};
+
+// `frame` must have kIpipOverhead bytes of writable headroom before it (tunnel mode); `len`
+// is updated when the frame grows. `p` is the packet as parse_packet left it.
+LbVerdict lb_forward(std::uint8_t* frame, std::uint32_t& len, net::ParsedPacket& p, LbContext& ctx);
+
+}  // namespace tandem::lb
