@@ -139,6 +139,30 @@ class TableReader {
 
   bool has(std::string_view key) const { return table_.contains(key); }
 
+  // An array of tables ([[key]]): calls fn(table, index, path) for each, at most `max`
+  // (`plural` names them in the error); reports a non-array, too many entries and non-table
+  // elements. `required`: at least one.
+  template <typename Fn>
+  void tables(std::string_view key, std::string_view plural, std::size_t max, bool required, Fn&& fn) {
+    const toml::node* n = node(key);
+    const auto* arr = n ? n->as_array() : nullptr;
+    const std::string name = qualified(key);
+    if (n && !arr) return error(key, "expected [[" + name + "]] tables");
+    if (!arr || arr->empty()) {
+      if (required) error(key, "at least one [[" + name + "]] is required");
+      return;
+    }
+    if (arr->size() > max)
+      return error(key, "at most " + std::to_string(max) + " " + std::string(plural) + " are supported");
+    std::size_t i = 0;
+    for (const auto& item : *arr) {
+      const std::string path = name + "[" + std::to_string(i) + "]";
+      if (const auto* t = item.as_table()) fn(*t, i, path);
+      else error_at(item.source(), path, "expected a [[" + name + "]] table");
+      ++i;
+    }
+  }
+
   const toml::table* table(std::string_view key) {
     const toml::node* n = node(key);
     if (!n) return nullptr;
@@ -408,25 +432,8 @@ void read_port(const toml::table& t, std::size_t index, TableReader& root, Confi
 }
 
 void read_ports(TableReader& root, Config& c) {
-  const toml::node* n = root.node("port");
-  const auto* arr = n ? n->as_array() : nullptr;
-  if (!arr || arr->empty()) {
-    root.error("port", "at least one [[port]] is required");
-    return;
-  }
-  if (arr->size() > kMaxPorts) {
-    root.error("port", "at most " + std::to_string(kMaxPorts) + " ports are supported");
-    return;
-  }
-  std::size_t i = 0;
-  for (const auto& item : *arr) {
-    if (const auto* t = item.as_table()) {
-      read_port(*t, i, root, c);
-    } else {
-      root.error_at(item.source(), "port[" + std::to_string(i) + "]", "expected a [[port]] table");
-    }
-    ++i;
-  }
+  root.tables("port", "ports", kMaxPorts, true,
+              [&](const toml::table& t, std::size_t i, const std::string&) { read_port(t, i, root, c); });
 }
 
 std::string check_unicast(const std::string& s) {
@@ -497,21 +504,8 @@ void read_service(const toml::table& t, std::size_t index, TableReader& root, Co
   if (svc.mode != conntrack::ForwardMode::kFullNat && !svc.local_addresses.empty())
     r.error("local_addresses", "applies to fullnat services only");
 
-  if (const toml::node* n = r.node("backend")) {
-    const auto* arr = n->as_array();
-    if (!arr) {
-      r.error("backend", "expected [[service.backend]] tables");
-    } else if (arr->size() > kMaxBackendsPerService) {
-      r.error("backend", "at most " + std::to_string(kMaxBackendsPerService) + " backends per service");
-    } else {
-      std::size_t i = 0;
-      for (const auto& item : *arr) {
-        const std::string bpath = path + ".backend[" + std::to_string(i++) + "]";
-        if (const auto* bt = item.as_table()) read_backend(*bt, bpath, r, svc);
-        else r.error_at(item.source(), bpath, "expected a [[service.backend]] table");
-      }
-    }
-  }
+  r.tables("backend", "backends per service", kMaxBackendsPerService, false,
+           [&](const toml::table& bt, std::size_t, const std::string& bpath) { read_backend(bt, bpath, r, svc); });
   std::size_t active = 0;
   for (const auto& b : svc.backends) active += b.weight > 0;
   if (lb::is_prime(svc.maglev_size) && active > svc.maglev_size)
@@ -530,23 +524,8 @@ void read_service(const toml::table& t, std::size_t index, TableReader& root, Co
 }
 
 void read_services(TableReader& root, Config& c) {
-  const toml::node* n = root.node("service");
-  if (!n) return;
-  const auto* arr = n->as_array();
-  if (!arr) {
-    root.error("service", "expected [[service]] tables");
-    return;
-  }
-  if (arr->size() > kMaxServices) {
-    root.error("service", "at most " + std::to_string(kMaxServices) + " services");
-    return;
-  }
-  std::size_t i = 0;
-  for (const auto& item : *arr) {
-    if (const auto* t = item.as_table()) read_service(*t, i, root, c);
-    else root.error_at(item.source(), "service[" + std::to_string(i) + "]", "expected a [[service]] table");
-    ++i;
-  }
+  root.tables("service", "services", kMaxServices, false,
+              [&](const toml::table& t, std::size_t i, const std::string&) { read_service(t, i, root, c); });
 }
 
 }  // namespace

@@ -43,18 +43,15 @@ int counters_cmd(const char*, const char*, rte_tel_data* d) {
     rte_tel_data_add_dict_u64(d, (std::string("handled/") + to_string(static_cast<Handled>(i))).c_str(), t.handled[i]);
   for (std::size_t i = 0; i < kDropReasonCount; ++i)
     rte_tel_data_add_dict_u64(d, (std::string("drop/") + to_string(static_cast<DropReason>(i))).c_str(), t.drops[i]);
-  // Neighbour cache events, as the workers last published them (at most 200 ms old).
+  // Neighbour cache and connection table figures, as the workers last published them (at
+  // most 200 ms old).
   neigh::NeighStats n;
-  for (const auto& w : g_runtime->workers) {
-    auto& snap = w->neighbour_snapshot();
-    std::lock_guard snap_lock(snap.mutex);
-    n += snap.stats;
-  }
   conntrack::ConnStats cs;
   std::uint64_t connections = 0;
   for (const auto& w : g_runtime->workers) {
     auto& snap = w->neighbour_snapshot();
     std::lock_guard snap_lock(snap.mutex);
+    n += snap.stats;
     cs += snap.conn_stats;
     connections += snap.connections;
   }
