@@ -16,7 +16,8 @@ leaves nothing behind. Used by the pytest suite in tests/e2e and by scripts/demo
         print(ping(client, "10.199.1.2").received, unit.counters())
 """
 
-from .config import PortConfig, UnitConfig, af_packet, af_xdp, dumps_toml
+from .config import (BackendConfig, PortConfig, ServiceConfig, UnitConfig, af_packet, af_xdp,
+                     dumps_toml)
 from .lab import (Background, Lab, Netns, check_ifname, cleanup_stale, close_all_labs,
                   install_signal_handlers, leftovers, list_netns)
 from .proc import CommandError, run, wait_until
@@ -27,14 +28,16 @@ from .tandemd import (DECAP_VERDICTS, FINAL_COUNTERS_MARK, READY_LOG_LINE, RELOA
                       parse_final_xdp, repo_root, tandem_decap)
 from .telemetry import (TelemetryClient, TelemetryError, parse_blocklist, parse_counters,
                         parse_neighbours, socket_path, telemetry)
-from .topology import DRIVERS, ClientUnit, client_and_unit
-from .traffic import (ArpingResult, PingResult, TcpHashServer, UdpSink, arping, ether_frame,
-                      expected_sha256, inet_checksum, ipip_packet, ipv4_packet, parse_arping,
-                      parse_ping, ping, send_frames, static_neighbour, tcp_hash_exchange,
-                      udp_packet)
+from .topology import (DRIVERS, LB_MODES, ClientUnit, LbBackendHost, LbLab, client_and_unit, lb_lab,
+                       warm_neighbours)
+from .traffic import (ArpingResult, EchoClients, HttpBurst, LbBackend, PingResult, TcpHashServer,
+                      UdpSink, arping, ether_frame, expected_sha256, http_burst, inet_checksum,
+                      ipip_packet, ipv4_packet, parse_arping, parse_ping, ping, send_frames,
+                      static_neighbour, tcp_hash_exchange, udp_flows, udp_packet)
 
 __all__ = [
-    "PortConfig", "UnitConfig", "af_packet", "af_xdp", "dumps_toml",
+    "BackendConfig", "PortConfig", "ServiceConfig", "UnitConfig", "af_packet", "af_xdp",
+    "dumps_toml",
     "Background", "Lab", "Netns", "check_ifname", "cleanup_stale", "close_all_labs",
     "install_signal_handlers", "leftovers", "list_netns",
     "CommandError", "run", "wait_until",
@@ -46,7 +49,9 @@ __all__ = [
     "TelemetryClient", "TelemetryError", "parse_blocklist", "parse_counters", "parse_neighbours",
     "socket_path", "telemetry",
     "DRIVERS", "ClientUnit", "client_and_unit",
-    "ArpingResult", "PingResult", "TcpHashServer", "UdpSink", "arping", "ether_frame",
+    "LB_MODES", "LbBackendHost", "LbLab", "lb_lab", "warm_neighbours",
+    "ArpingResult", "PingResult", "TcpHashServer", "UdpSink",
+    "EchoClients", "HttpBurst", "LbBackend", "http_burst", "udp_flows", "arping", "ether_frame",
     "expected_sha256", "inet_checksum", "ipip_packet", "ipv4_packet", "parse_arping",
     "parse_ping", "ping", "send_frames", "static_neighbour", "tcp_hash_exchange", "udp_packet",
 ]

@@ -9,6 +9,10 @@
 
 XDP steering (AF_XDP ports): PortConfig(..., secondary_addresses=["10.199.1.9/24"],
 xdp_steering=False) and UnitConfig(..., xdp_blocklist=["10.199.1.128/25"]) -> [xdp] blocklist.
+
+Load balancing: UnitConfig(..., services=[ServiceConfig("web", "10.199.3.10", port=80,
+mode="nat", backends=[BackendConfig("10.199.2.21", port=8080, weight=2), ...])],
+conntrack={"capacity": 65536}) -> [[service]], [[service.backend]] and [conntrack].
 """
 
 from __future__ import annotations
@@ -58,6 +62,51 @@ class PortConfig:
 
 
 @dataclass
+class BackendConfig:
+    address: str                     # e.g. "10.199.2.21"
+    port: int | None = None          # None: the service's port (dsr and tunnel must keep it)
+    weight: int = 1                  # 0 = drained: no new flows, existing ones stay
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"address": self.address}
+        if self.port is not None:
+            d["port"] = self.port
+        d["weight"] = self.weight
+        return d
+
+
+@dataclass
+class ServiceConfig:
+    name: str
+    vip: str
+    port: int = 80                   # 0 = every port
+    protocol: str = "tcp"            # tcp | udp
+    mode: str = "nat"                # nat | fullnat | dsr | tunnel
+    backends: list[BackendConfig] = field(default_factory=list)
+    local_addresses: list[str] = field(default_factory=list)   # fullnat only
+    maglev_size: int | None = None   # prime; None: tandemd's default (65537)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def backend(self, address: str) -> BackendConfig:
+        for b in self.backends:
+            if b.address == address:
+                return b
+        raise LookupError(f"service {self.name} has no backend {address}")
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "vip": self.vip, "protocol": self.protocol,
+                             "port": self.port, "mode": self.mode}
+        if self.maglev_size is not None:
+            d["maglev_size"] = self.maglev_size
+        if self.local_addresses:
+            d["local_addresses"] = list(self.local_addresses)
+        d.update(self.extra)
+        if self.backends:
+            d["backend"] = [b.to_dict() for b in self.backends]
+        return d
+
+
+@dataclass
 class UnitConfig:
     name: str = "tandem-a"
     file_prefix: str = "tandem-a"
@@ -81,6 +130,10 @@ class UnitConfig:
     # [xdp] (written only when set): steering program path, source prefixes dropped in XDP
     xdp_program: str | None = None
     xdp_blocklist: list[str] | None = None
+    # [conntrack] (written only when set): {"capacity": n, "tcp_established_ms": ms, ...}
+    conntrack: dict[str, Any] | None = None
+    # [[service]] with [[service.backend]]
+    services: list[ServiceConfig] = field(default_factory=list)
     # anything else: {section: {key: value}} merged over the above
     extra: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -102,13 +155,23 @@ class UnitConfig:
             xdp["blocklist"] = list(self.xdp_blocklist)
         if xdp:
             d["xdp"] = xdp
+        if self.conntrack is not None:
+            d["conntrack"] = dict(self.conntrack)
         for section, values in self.extra.items():
             if isinstance(values, dict) and isinstance(d.get(section), dict):
                 d[section].update(values)
             else:
                 d[section] = values
         d["port"] = [p.to_dict() for p in self.ports]
+        if self.services:
+            d["service"] = [s.to_dict() for s in self.services]
         return d
+
+    def service(self, name: str) -> ServiceConfig:
+        for s in self.services:
+            if s.name == name:
+                return s
+        raise LookupError(f"no service {name!r}")
 
     def to_toml(self) -> str:
         return dumps_toml(self.to_dict())

@@ -325,3 +325,375 @@ def tcp_hash_exchange(ns: Netns, address: str, port: int, size: int, seed: int =
 
 def expected_sha256(size: int, seed: int = 1) -> str:
     return hashlib.sha256(random.Random(seed).randbytes(size)).hexdigest()
+
+
+# --- load-balancing traffic: a backend server that says who it is, and its clients -----------
+#
+# LbBackend runs in a backend namespace and serves, on 0.0.0.0:
+#   http ports  one request per connection ("GET /path ..."); answers "backend=<name>
+#               path=<path> peer=<addr>:<port>" and closes
+#   echo ports  greets with "hello <name>\n", then echoes every byte until the peer closes
+#   hash ports  TcpHashServer's protocol (read to EOF; answer sha256 hex, newline, the data)
+#   udp ports   answers each datagram with b"backend=<name> " + the datagram, from the address
+#               the datagram was sent to (IP_PKTINFO), as a DSR backend holding the VIP must
+# and logs one JSON line per connection/datagram: {"kind", "port", "peer", "sport", ...}.
+
+_LB_BACKEND = r"""
+import hashlib, json, socket, struct, sys, threading, time
+cfg = json.loads(sys.argv[1])
+name, lifetime = cfg["name"], float(cfg["lifetime"])
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+lock = threading.Lock()
+
+def log(**kv):
+    with lock:
+        print(json.dumps(kv), flush=True)
+
+def http(conn, peer, port):
+    buf = b""
+    while b"\r\n\r\n" not in buf and len(buf) < 65536:
+        b = conn.recv(4096)
+        if not b:
+            break
+        buf += b
+    parts = buf.split(b"\r\n", 1)[0].decode(errors="replace").split()
+    path = parts[1] if len(parts) >= 2 else ""
+    body = f"backend={name} path={path} peer={peer[0]}:{peer[1]}\n".encode()
+    conn.sendall(b"HTTP/1.0 200 OK\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+                 % len(body) + body)
+    log(kind="http", port=port, peer=peer[0], sport=peer[1], path=path)
+
+def echo(conn, peer, port):
+    conn.sendall(f"hello {name}\n".encode())
+    n = 0
+    try:
+        while True:
+            b = conn.recv(65536)
+            if not b:
+                break
+            conn.sendall(b)
+            n += len(b)
+        log(kind="echo", port=port, peer=peer[0], sport=peer[1], bytes=n)
+    except OSError as e:
+        log(kind="echo", port=port, peer=peer[0], sport=peer[1], bytes=n, error=str(e))
+
+def hashed(conn, peer, port):
+    chunks = []
+    while True:
+        b = conn.recv(65536)
+        if not b:
+            break
+        chunks.append(b)
+    data = b"".join(chunks)
+    digest = hashlib.sha256(data).hexdigest()
+    conn.sendall(digest.encode() + b"\n" + data)
+    conn.shutdown(socket.SHUT_WR)
+    log(kind="hash", port=port, peer=peer[0], sport=peer[1], received=len(data), sha256=digest)
+
+def handle(fn, conn, peer, port):
+    conn.settimeout(60)
+    try:
+        fn(conn, peer, port)
+    except OSError as e:
+        log(kind=fn.__name__, port=port, peer=peer[0], sport=peer[1], error=str(e))
+    finally:
+        conn.close()
+
+def serve_tcp(srv, fn, port):
+    while True:
+        conn, peer = srv.accept()
+        threading.Thread(target=handle, args=(fn, conn, peer, port), daemon=True).start()
+
+def serve_udp(s, port):
+    while True:
+        data, anc, _, peer = s.recvmsg(65535, 64)
+        dst = None
+        for level, kind, value in anc:
+            if level == socket.IPPROTO_IP and kind == IP_PKTINFO:
+                dst = value[8:12]          # struct in_pktinfo: ifindex, spec_dst, addr
+        reply = f"backend={name} ".encode() + data
+        if dst is not None:
+            info = struct.pack("=i4s4s", 0, dst, b"\0" * 4)
+            s.sendmsg([reply], [(socket.IPPROTO_IP, IP_PKTINFO, info)], 0, peer)
+        else:
+            s.sendto(reply, peer)
+        log(kind="udp", port=port, peer=peer[0], sport=peer[1],
+            dst=socket.inet_ntoa(dst) if dst else None, bytes=len(data))
+
+for kind, fn in (("http", http), ("echo", echo), ("hash", hashed)):
+    for port in cfg.get(kind, []):
+        srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind(("0.0.0.0", port))
+        srv.listen(512)
+        threading.Thread(target=serve_tcp, args=(srv, fn, port), daemon=True).start()
+for port in cfg.get("udp", []):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+    s.bind(("0.0.0.0", port))
+    threading.Thread(target=serve_udp, args=(s, port), daemon=True).start()
+print(json.dumps({"ready": name}), flush=True)
+time.sleep(lifetime)
+"""
+
+
+class LbBackend:
+    """A backend server (see _LB_BACKEND above) in a namespace; lives at most `lifetime` s.
+
+        b = LbBackend(ns, "b1", http=[80, 8080], echo=[7000], hash=[9000], udp=[53])
+        b.log_entries("http") -> [{"kind": "http", "port", "peer", "sport", "path"}, ...]"""
+
+    def __init__(self, ns: Netns, name: str, *, http: list[int] = (), echo: list[int] = (),
+                 hash: list[int] = (), udp: list[int] = (), lifetime: float = 120.0,
+                 log_name: str | None = None):
+        self.ns, self.name = ns, name
+        cfg = {"name": name, "lifetime": lifetime, "http": list(http), "echo": list(echo),
+               "hash": list(hash), "udp": list(udp)}
+        self.process = ns.spawn_python(_LB_BACKEND, json.dumps(cfg),
+                                       log_name=log_name or f"backend-{name}")
+        self.process.wait_output('{"ready"', timeout=10)
+
+    def log_entries(self, kind: str | None = None) -> list[dict]:
+        out = []
+        for line in self.process.log().splitlines():
+            if line.startswith('{"kind"'):
+                e = json.loads(line)
+                if kind is None or e["kind"] == kind:
+                    out.append(e)
+        return out
+
+
+_HTTP_BURST = r"""
+import collections, json, socket, sys, threading, time
+addr, port, n, threads, timeout, budget = (sys.argv[1], int(sys.argv[2]), int(sys.argv[3]),
+                                           int(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6]))
+tag = sys.argv[7]
+start = time.monotonic()
+lock = threading.Lock()
+results = []
+todo = list(range(n))
+
+def one(i):
+    path = f"/{tag}/{i}"
+    t0 = time.monotonic()
+    try:
+        s = socket.create_connection((addr, port), timeout=timeout)
+        try:
+            s.settimeout(timeout)
+            s.sendall(f"GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n".encode())
+            chunks = []
+            while True:
+                b = s.recv(65536)
+                if not b:
+                    break
+                chunks.append(b)
+        finally:
+            s.close()
+        head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+        status = head.split(b"\r\n", 1)[0].decode(errors="replace")
+        fields = dict(f.split("=", 1) for f in body.decode(errors="replace").split() if "=" in f)
+        ok = status.startswith("HTTP/1.0 200") and fields.get("path") == path
+        return {"i": i, "ok": ok, "backend": fields.get("backend"), "peer": fields.get("peer"),
+                "status": status, "seconds": time.monotonic() - t0}
+    except OSError as e:
+        return {"i": i, "ok": False, "error": f"{type(e).__name__}: {e}",
+                "seconds": time.monotonic() - t0}
+
+def worker():
+    while time.monotonic() - start < budget:
+        with lock:
+            if not todo:
+                return
+            i = todo.pop(0)
+        r = one(i)
+        with lock:
+            results.append(r)
+
+ts = [threading.Thread(target=worker) for _ in range(threads)]
+for t in ts:
+    t.start()
+for t in ts:
+    t.join()
+print(json.dumps({"results": sorted(results, key=lambda r: r["i"]),
+                  "seconds": time.monotonic() - start}))
+"""
+
+
+@dataclass
+class HttpBurst:
+    results: list[dict]
+    seconds: float
+
+    @property
+    def ok(self) -> list[dict]:
+        return [r for r in self.results if r["ok"]]
+
+    @property
+    def failed(self) -> list[dict]:
+        return [r for r in self.results if not r["ok"]]
+
+    def by_backend(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.ok:
+            out[r["backend"]] = out.get(r["backend"], 0) + 1
+        return out
+
+
+def http_burst(ns: Netns, address: str, port: int, n: int, *, threads: int = 8,
+               timeout: float = 5.0, budget: float = 30.0, tag: str = "req") -> HttpBurst:
+    """From ns, make n HTTP/1.0 GETs to address:port (each its own TCP connection; `threads` at
+    a time), stopping after `budget` seconds. Each result: {"i", "ok", "backend", "peer",
+    "status", "seconds"} or {"i", "ok": False, "error"}; requests not started within the budget
+    are missing from the results."""
+    cp = ns.python(_HTTP_BURST, address, str(port), str(n), str(threads), str(timeout),
+                   str(budget), tag, timeout=budget + timeout + 15)
+    d = json.loads(cp.stdout)
+    return HttpBurst(results=d["results"], seconds=d["seconds"])
+
+
+_ECHO_CLIENTS = r"""
+import json, os, socket, sys, time
+addr, port, n, interval, duration, timeout = (sys.argv[1], int(sys.argv[2]), int(sys.argv[3]),
+                                              float(sys.argv[4]), float(sys.argv[5]),
+                                              float(sys.argv[6]))
+conns = []
+for i in range(n):
+    c = {"i": i, "msgs": 0, "bytes": 0, "error": None, "max_gap": 0.0, "backend": None}
+    try:
+        s = socket.create_connection((addr, port), timeout=timeout)
+        s.settimeout(timeout)
+        f = s.makefile("rb")
+        hello = f.readline().decode(errors="replace").split()
+        c["backend"] = hello[1] if len(hello) == 2 and hello[0] == "hello" else None
+        c["local_port"] = s.getsockname()[1]
+        c["sock"], c["file"] = s, f
+        if c["backend"] is None:
+            c["error"] = f"bad greeting {hello!r}"
+    except OSError as e:
+        c["error"] = f"connect: {type(e).__name__}: {e}"
+    conns.append(c)
+print(json.dumps({"opened": [{k: c.get(k) for k in ("i", "backend", "local_port", "error")}
+                             for c in conns]}), flush=True)
+start = last_report = time.monotonic()
+for c in conns:
+    c["last_ok"] = start
+seq = 0
+while time.monotonic() - start < duration:
+    seq += 1
+    for c in conns:
+        if c["error"]:
+            continue
+        msg = f"{c['i']}:{seq}:".encode() + os.urandom(24).hex().encode() + b"\n"
+        try:
+            c["sock"].sendall(msg)
+            got = c["file"].read(len(msg))
+        except OSError as e:
+            c["error"] = f"seq {seq}: {type(e).__name__}: {e}"
+            continue
+        now = time.monotonic()
+        if got != msg:
+            c["error"] = f"seq {seq}: sent {msg!r}, got back {got!r}"
+            continue
+        c["max_gap"] = max(c["max_gap"], now - c["last_ok"])
+        c["last_ok"] = now
+        c["msgs"] += 1
+        c["bytes"] += len(msg)
+    now = time.monotonic()
+    if now - last_report >= 1.0:
+        last_report = now
+        print(json.dumps({"t": round(now - start, 2), "seq": seq,
+                          "errors": sum(1 for c in conns if c["error"])}), flush=True)
+    time.sleep(max(0.0, interval - (time.monotonic() - now)))
+for c in conns:
+    if c.get("sock") is None:
+        continue
+    try:
+        c["sock"].shutdown(socket.SHUT_WR)
+        rest = c["file"].read()
+        if rest and not c["error"]:
+            c["error"] = f"{len(rest)} unexpected bytes after close"
+    except OSError as e:
+        if not c["error"]:
+            c["error"] = f"close: {type(e).__name__}: {e}"
+    c["sock"].close()
+print(json.dumps({"done": [{k: c.get(k) for k in ("i", "backend", "local_port", "msgs", "bytes",
+                                                  "max_gap", "error")} for c in conns],
+                  "seconds": time.monotonic() - start, "rounds": seq}), flush=True)
+"""
+
+
+class EchoClients:
+    """n long-lived TCP connections from a namespace to an LbBackend echo port (through a VIP),
+    started in the background. Every `interval` s each connection sends a numbered message and
+    checks that exactly the same bytes come back, for `duration` s; then it half-closes and
+    expects EOF with nothing more.
+
+        ec = EchoClients(client_ns, vip, 7000, n=20, duration=8)
+        ec.opened()  -> [{"i", "backend", "local_port", "error"}]   (waits until all are open)
+        ec.result()  -> {"done": [{"i", "backend", "msgs", "bytes", "max_gap", "error"}], ...}"""
+
+    def __init__(self, ns: Netns, address: str, port: int, *, n: int = 20,
+                 interval: float = 0.05, duration: float = 8.0, timeout: float = 5.0,
+                 log_name: str = "echo-clients"):
+        self.n, self.duration, self.timeout = n, duration, timeout
+        self.process = ns.spawn_python(_ECHO_CLIENTS, address, str(port), str(n), str(interval),
+                                       str(duration), str(timeout), log_name=log_name)
+
+    def _line(self, key: str) -> dict | None:
+        for line in self.process.log().splitlines():
+            if line.startswith('{"' + key + '"'):
+                return json.loads(line)
+        return None
+
+    def opened(self) -> list[dict]:
+        self.process.wait_output('{"opened"', timeout=self.n * (self.timeout + 1) + 10)
+        return self._line("opened")["opened"]
+
+    def progress(self) -> list[dict]:
+        return [json.loads(l) for l in self.process.log().splitlines() if l.startswith('{"t"')]
+
+    def result(self) -> dict:
+        self.process.wait_output('{"done"', timeout=self.duration + 2 * self.timeout + 20)
+        return self._line("done")
+
+
+_UDP_FLOWS = r"""
+import json, os, socket, sys, time
+addr, port, flows, per_flow, timeout = (sys.argv[1], int(sys.argv[2]), int(sys.argv[3]),
+                                        int(sys.argv[4]), float(sys.argv[5]))
+sports = [int(p) for p in sys.argv[6].split(",")] if sys.argv[6] else [0] * flows
+out = []
+for i in range(flows):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", sports[i]))
+    s.settimeout(timeout)
+    flow = {"i": i, "sport": s.getsockname()[1], "replies": [], "error": None}
+    for j in range(per_flow):
+        payload = f"flow {i} msg {j} ".encode() + os.urandom(8).hex().encode()
+        s.sendto(payload, (addr, port))
+        try:
+            data, src = s.recvfrom(65535)
+        except OSError as e:
+            flow["error"] = f"msg {j}: {type(e).__name__}: {e}"
+            break
+        head, _, echoed = data.partition(b" ")
+        flow["replies"].append({"src": f"{src[0]}:{src[1]}", "ok": echoed == payload,
+                                "backend": head.decode(errors="replace").partition("=")[2]})
+    s.close()
+    out.append(flow)
+print(json.dumps(out))
+"""
+
+
+def udp_flows(ns: Netns, address: str, port: int, *, flows: int = 30, per_flow: int = 3,
+              timeout: float = 2.0, sports: list[int] | None = None) -> list[dict]:
+    """From ns, `flows` UDP sockets (one source port each: ephemeral, or `sports`, which then
+    sets the number of flows) send `per_flow` datagrams each to address:port, one at a time,
+    waiting for each answer from an LbBackend udp port.
+    -> [{"i", "sport", "replies": [{"src": "addr:port", "ok", "backend"}], "error"}]"""
+    if sports:
+        flows = len(sports)
+    cp = ns.python(_UDP_FLOWS, address, str(port), str(flows), str(per_flow), str(timeout),
+                   ",".join(str(p) for p in sports or []),
+                   timeout=flows * per_flow * timeout + 15)
+    return json.loads(cp.stdout)
