@@ -236,40 +236,6 @@ class UdpSink:
             time.sleep(0.05)
 
 
-_TCP_HASH_SERVER = r"""
-import hashlib, json, socket, sys, time
-addr, port, lifetime = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
-srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-srv.bind((addr, port))
-srv.listen(4)
-srv.settimeout(0.5)
-print(json.dumps({"ready": f"{addr}:{port}"}), flush=True)
-deadline = time.monotonic() + lifetime
-while time.monotonic() < deadline:
-    try:
-        conn, peer = srv.accept()
-    except socket.timeout:
-        continue
-    conn.settimeout(10)
-    chunks = []
-    try:
-        while True:
-            b = conn.recv(65536)
-            if not b:
-                break
-            chunks.append(b)
-        data = b"".join(chunks)
-        digest = hashlib.sha256(data).hexdigest()
-        conn.sendall(digest.encode() + b"\n" + data)
-        conn.shutdown(socket.SHUT_WR)
-        print(json.dumps({"peer": peer[0], "received": len(data), "sha256": digest}), flush=True)
-    except OSError as e:
-        print(json.dumps({"peer": peer[0], "error": str(e)}), flush=True)
-    finally:
-        conn.close()
-"""
-
 _TCP_HASH_CLIENT = r"""
 import hashlib, json, random, socket, sys, time
 addr, timeout = sys.argv[1], float(sys.argv[5])
@@ -297,20 +263,26 @@ print(json.dumps({"local": local, "sent_sha256": hashlib.sha256(data).hexdigest(
 
 
 class TcpHashServer:
-    """A TCP server in a namespace: per connection it reads until the peer half-closes, then
-    answers sha256(data) in hex, a newline, and the data itself; it logs
-    {"peer", "received", "sha256"} per connection. Lives at most `lifetime` seconds."""
+    """A TCP server in a namespace, bound to `address`: per connection it reads until the peer
+    half-closes, then answers sha256(data) in hex, a newline, and the data itself. It is an
+    LbBackend serving only the hash protocol; connections() gives {"peer", "received",
+    "sha256"} (or {"peer", "error"}) per connection. Lives at most `lifetime` seconds."""
 
     def __init__(self, ns: Netns, address: str, port: int, *, log_name: str = "tcphash",
                  lifetime: float = 120.0):
         self.address, self.port = address, port
-        self.process = ns.spawn_python(_TCP_HASH_SERVER, address, str(port), str(lifetime),
-                                       log_name=log_name)
-        self.process.wait_output('{"ready"', timeout=10)
+        self.backend = LbBackend(ns, f"hash{port}", hash=[port], bind=address, lifetime=lifetime,
+                                 log_name=log_name)
+        self.process = self.backend.process
 
     def connections(self) -> list[dict]:
-        return [json.loads(line) for line in self.process.log().splitlines()
-                if line.startswith('{"peer"')]
+        out = []
+        for e in self.backend.log_entries():
+            if e["kind"] not in ("hash", "hashed"):
+                continue
+            out.append({"peer": e["peer"], "error": e["error"]} if "error" in e else
+                       {"peer": e["peer"], "received": e["received"], "sha256": e["sha256"]})
+        return out
 
 
 def tcp_hash_exchange(ns: Netns, address: str, port: int, size: int, seed: int = 1,
@@ -329,7 +301,7 @@ def expected_sha256(size: int, seed: int = 1) -> str:
 
 # --- load-balancing traffic: a backend server that says who it is, and its clients -----------
 #
-# LbBackend runs in a backend namespace and serves, on 0.0.0.0:
+# LbBackend runs in a backend namespace and serves, on its bind address (default 0.0.0.0):
 #   http ports  one request per connection ("GET /path ..."); answers "backend=<name>
 #               path=<path> peer=<addr>:<port>" and closes
 #   echo ports  greets with "hello <name>\n", then echoes every byte until the peer closes
@@ -341,7 +313,7 @@ def expected_sha256(size: int, seed: int = 1) -> str:
 _LB_BACKEND = r"""
 import hashlib, json, socket, struct, sys, threading, time
 cfg = json.loads(sys.argv[1])
-name, lifetime = cfg["name"], float(cfg["lifetime"])
+name, lifetime, bind = cfg["name"], float(cfg["lifetime"]), cfg.get("bind", "0.0.0.0")
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 lock = threading.Lock()
 
@@ -424,13 +396,13 @@ for kind, fn in (("http", http), ("echo", echo), ("hash", hashed)):
     for port in cfg.get(kind, []):
         srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        srv.bind(("0.0.0.0", port))
+        srv.bind((bind, port))
         srv.listen(512)
         threading.Thread(target=serve_tcp, args=(srv, fn, port), daemon=True).start()
 for port in cfg.get("udp", []):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
-    s.bind(("0.0.0.0", port))
+    s.bind((bind, port))
     threading.Thread(target=serve_udp, args=(s, port), daemon=True).start()
 print(json.dumps({"ready": name}), flush=True)
 time.sleep(lifetime)
@@ -445,10 +417,10 @@ class LbBackend:
 
     def __init__(self, ns: Netns, name: str, *, http: list[int] = (), echo: list[int] = (),
                  hash: list[int] = (), udp: list[int] = (), lifetime: float = 120.0,
-                 log_name: str | None = None):
+                 log_name: str | None = None, bind: str = "0.0.0.0"):
         self.ns, self.name = ns, name
         cfg = {"name": name, "lifetime": lifetime, "http": list(http), "echo": list(echo),
-               "hash": list(hash), "udp": list(udp)}
+               "hash": list(hash), "udp": list(udp), "bind": bind}
         self.process = ns.spawn_python(_LB_BACKEND, json.dumps(cfg),
                                        log_name=log_name or f"backend-{name}")
         self.process.wait_output('{"ready"', timeout=10)
