@@ -635,8 +635,12 @@ addr, port, flows, per_flow, timeout = (sys.argv[1], int(sys.argv[2]), int(sys.a
                                         int(sys.argv[4]), float(sys.argv[5]))
 sports = [int(p) for p in sys.argv[6].split(",")] if sys.argv[6] else [0] * flows
 out = []
+# Every socket stays open until the end: a closed socket's ephemeral port can be handed out
+# again, which would make two "flows" one 5-tuple (and one connection entry).
+sockets = []
 for i in range(flows):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sockets.append(s)
     s.bind(("0.0.0.0", sports[i]))
     s.settimeout(timeout)
     flow = {"i": i, "sport": s.getsockname()[1], "replies": [], "error": None}
@@ -651,8 +655,9 @@ for i in range(flows):
         head, _, echoed = data.partition(b" ")
         flow["replies"].append({"src": f"{src[0]}:{src[1]}", "ok": echoed == payload,
                                 "backend": head.decode(errors="replace").partition("=")[2]})
-    s.close()
     out.append(flow)
+for s in sockets:
+    s.close()
 print(json.dumps(out))
 """
 
