@@ -39,6 +39,7 @@ namespace tandem {
   X(kLbBadFirstSegment, "lb_bad_first_segment") /* no connection, and a SYN+ACK or no flags */ \
   X(kMultiSegment, "multi_segment_frame")     /* chained mbufs: not parsed */               \
   X(kTxFull, "tx_full")                       /* the TX queue did not take the frame */    \
+  X(kHandoffFull, "handoff_full")             /* the ring to the flow's owning worker was full */ \
   X(kNoMbuf, "no_mbuf")                       /* a generated frame found no buffer */
 
 // What the fast path did with a frame it handled itself.
@@ -51,7 +52,8 @@ namespace tandem {
   X(kLbMidFlowFlows, "lb_midflow_flows")          \
   X(kLbStateless, "lb_stateless_forwarded")       \
   X(kLbForwarded, "lb_forwarded")                 \
-  X(kLbRepliesForwarded, "lb_replies_forwarded")
+  X(kLbRepliesForwarded, "lb_replies_forwarded") \
+  X(kHandedOff, "handed_off")                     /* to the worker that owns the flow */
 
 #define TANDEM_ENUM_ITEM(id, name) id,
 enum class DropReason : std::uint8_t { TANDEM_DROP_REASONS(TANDEM_ENUM_ITEM) kCount };

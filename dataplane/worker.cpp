@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <stdexcept>
 #include <string>
 
 #include <rte_cycles.h>
@@ -11,6 +12,7 @@
 #include <rte_prefetch.h>
 #include <rte_ring.h>
 
+#include "dataplane/lb/flow_owner.hpp"
 #include "dataplane/net/arp.hpp"
 
 namespace tandem::dpdk {
@@ -21,6 +23,8 @@ constexpr std::uint64_t kPeriodicMs = 10;         // neighbour aging and probes
 constexpr std::uint64_t kSnapshotMs = 200;        // neighbour view for telemetry
 constexpr std::size_t kMaxProbesPerTick = 32;
 constexpr unsigned kInboxSize = 1024;
+// Frames handed to this worker by the others: a few bursts from each at line rate.
+constexpr unsigned kHandoffRingSize = 4096;
 // Connections examined per 10 ms tick: the whole table about once a second, so an entry
 // outlives its timeout by at most ~1 s and expiry keeps up with the table's turnover.
 constexpr std::size_t kSweepsPerSecond = 1;
@@ -47,18 +51,27 @@ Worker::Worker(unsigned index, const WorkerSettings& settings, const std::vector
 
 Worker::~Worker() {
   if (inbox_) rte_ring_free(inbox_);
+  if (handoff_in_) rte_ring_free(handoff_in_);
 }
 
-void Worker::set_peers(std::vector<Worker*> peers) {
+void Worker::set_peers(const std::vector<Worker*>& all) {
   peers_.clear();
-  for (Worker* p : peers)
+  for (Worker* p : all)
     if (p != this) peers_.push_back(p);
-  if (!peers_.empty() && !inbox_) {
+  if (peers_.empty()) return;
+  const int socket = static_cast<int>(rte_socket_id());
+  if (!inbox_) {
     const std::string name = "neigh_inbox_" + std::to_string(index_);
     // Many producers (the other workers), one consumer (this one).
-    inbox_ = rte_ring_create_elem(name.c_str(), sizeof(NeighbourUpdate), kInboxSize,
-                                  static_cast<int>(rte_socket_id()), RING_F_SC_DEQ);
+    inbox_ = rte_ring_create_elem(name.c_str(), sizeof(NeighbourUpdate), kInboxSize, socket, RING_F_SC_DEQ);
   }
+  if (!handoff_in_) {
+    const std::string name = "handoff_" + std::to_string(index_);
+    handoff_in_ = rte_ring_create(name.c_str(), kHandoffRingSize, socket, RING_F_SC_DEQ);
+    if (!handoff_in_) throw std::runtime_error("cannot create ring " + name);
+  }
+  handoff_out_.assign(all.size(), Handoff{});
+  for (std::size_t i = 0; i < all.size(); ++i) handoff_out_[i].owner = all[i];
 }
 
 int Worker::lcore_main(void* self) {
@@ -76,6 +89,7 @@ void Worker::run() {
     const std::uint64_t now = now_ms();
     std::uint32_t received = 0;
     for (std::size_t p = 0; p < ports_.size(); ++p) poll_port(p, now, received);
+    poll_handoff(now, received);
     if (now >= next_periodic) {
       periodic(now);
       next_periodic = now + kPeriodicMs;
@@ -113,79 +127,138 @@ void Worker::poll_port(std::size_t port_index, std::uint64_t now, std::uint32_t&
   WorkerPort& port = ports_[port_index];
   PortCounters& pc = counters_.ports[port_index];
   std::array<rte_mbuf*, kMaxBurst> rx;
-  std::array<rte_mbuf*, kMaxBurst> done;  // freed together at the end of the burst
   const std::uint16_t n = rte_eth_rx_burst(port.port_id, static_cast<std::uint16_t>(index_), rx.data(),
                                            static_cast<std::uint16_t>(settings_.burst_size));
   if (n == 0) return;
   received += n;
 
-  const LocalInterface& local = shared_.locals->get(port_index);
   lb::LbContext lb = lb_context(now);
-  std::uint16_t n_done = 0;
-  LearntNeighbour learnt;
   std::uint64_t rx_bytes = 0;
   for (std::uint16_t i = 0; i < n; ++i) {
     if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(rx[i + 1], void*));
-    rte_mbuf* m = rx[i];
-    rx_bytes += m->pkt_len;
-    if (m->nb_segs != 1) {  // headers and ICMP payload are read from one segment
-      counters_.drop(DropReason::kMultiSegment);
-      done[n_done++] = m;
-      continue;
-    }
-    std::uint8_t* data = rte_pktmbuf_mtod(m, std::uint8_t*);
-
-    // Load balancing first: traffic to a VIP, and backends' replies of tracked connections.
-    if (!lb.services->services().empty()) {
-      net::ParsedPacket pkt;
-      const bool ip_ok = (m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) == RTE_MBUF_F_RX_IP_CKSUM_GOOD;
-      const net::ParseError perr = net::parse_packet(data, m->data_len, pkt, ip_ok);
-      if (perr == net::ParseError::kNone && rte_pktmbuf_headroom(m) >= lb::kIpipOverhead) {
-        std::uint32_t len = m->data_len;
-        const lb::LbVerdict v = lb::lb_forward(data, len, pkt, lb);
-        if (v.new_flow) counters_.count(Handled::kLbNewFlows);
-        if (v.action == lb::LbVerdict::Action::kTransmit) {
-          if (v.grew_front) rte_pktmbuf_prepend(m, static_cast<std::uint16_t>(lb::kIpipOverhead));
-          m->data_len = static_cast<std::uint16_t>(len);  // a dropped VLAN tag shrinks it
-          m->pkt_len = len;
-          counters_.count(v.event);
-          enqueue_tx(v.port, m);
-          continue;
-        }
-        if (v.action == lb::LbVerdict::Action::kDrop) {
-          counters_.drop(v.reason);
-          done[n_done++] = m;
-          continue;
-        }
-      } else if ((perr == net::ParseError::kIpv4Fragment || perr >= net::ParseError::kL4Truncated) &&
-                 lb.services->is_vip(pkt.dst)) {
-        counters_.drop(perr == net::ParseError::kIpv4Fragment ? DropReason::kIpv4Fragment : DropReason::kL4Malformed);
-        done[n_done++] = m;
-        continue;
-      }
-    }
-
-    const LocalResult r = handle_local_frame(data, m->data_len, local, neighbours_[port_index], now, learnt);
-    if (r.learnt) share_learnt(port_index, learnt);
-    switch (r.action) {
-      case LocalResult::Action::kTransmit:
-        counters_.count(r.event);
-        enqueue_tx(port_index, m);
-        break;
-      case LocalResult::Action::kConsume:
-        counters_.count(r.event);
-        done[n_done++] = m;
-        break;
-      case LocalResult::Action::kDrop:
-        counters_.drop(r.reason);
-        done[n_done++] = m;
-        break;
-    }
+    rx_bytes += rx[i]->pkt_len;
+    handle_frame(port_index, rx[i], lb, now, true);
   }
-  if (n_done != 0) rte_pktmbuf_free_bulk(done.data(), n_done);
   pc.rx_packets.add(n);
   pc.rx_bytes.add(rx_bytes);
+  free_done();
+  flush_handoff();
   flush_tx();
+}
+
+void Worker::poll_handoff(std::uint64_t now, std::uint32_t& received) {
+  if (!handoff_in_) return;
+  std::array<rte_mbuf*, kMaxBurst> rx;
+  const unsigned n = rte_ring_sc_dequeue_burst(handoff_in_, reinterpret_cast<void**>(rx.data()),
+                                               settings_.burst_size, nullptr);
+  if (n == 0) return;
+  received += n;
+  lb::LbContext lb = lb_context(now);
+  for (unsigned i = 0; i < n; ++i) {
+    if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(rx[i + 1], void*));
+    handle_frame(port_index_of(rx[i]->port), rx[i], lb, now, false);
+  }
+  free_done();
+  flush_tx();
+}
+
+std::size_t Worker::port_index_of(std::uint16_t port_id) const {
+  for (std::size_t p = 0; p < ports_.size(); ++p)
+    if (ports_[p].port_id == port_id) return p;
+  return 0;  // not reached: only frames received on our ports are handed over
+}
+
+void Worker::handle_frame(std::size_t port_index, rte_mbuf* m, lb::LbContext& lb, std::uint64_t now,
+                          bool may_hand_off) {
+  if (m->nb_segs != 1) {  // headers and ICMP payload are read from one segment
+    counters_.drop(DropReason::kMultiSegment);
+    done_[n_done_++] = m;
+    return;
+  }
+  std::uint8_t* data = rte_pktmbuf_mtod(m, std::uint8_t*);
+
+  // Load balancing first: traffic to a VIP, and backends' replies of tracked connections.
+  if (!lb.services->services().empty()) {
+    net::ParsedPacket pkt;
+    const bool ip_ok = (m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) == RTE_MBUF_F_RX_IP_CKSUM_GOOD;
+    const net::ParseError perr = net::parse_packet(data, m->data_len, pkt, ip_ok);
+    if (perr == net::ParseError::kNone && rte_pktmbuf_headroom(m) >= lb::kIpipOverhead) {
+      if (may_hand_off && lb.workers > 1 &&
+          (pkt.proto == net::ipv4::kProtoTcp || pkt.proto == net::ipv4::kProtoUdp)) {
+        const std::uint16_t owner =
+            lb::flow_owner(*lb.services, pkt.src, pkt.dst, pkt.sport, pkt.dport, pkt.proto, lb.workers);
+        if (owner != index_) {
+          hand_off(owner, m);
+          return;
+        }
+      }
+      std::uint32_t len = m->data_len;
+      const lb::LbVerdict v = lb::lb_forward(data, len, pkt, lb);
+      if (v.new_flow) counters_.count(Handled::kLbNewFlows);
+      if (v.action == lb::LbVerdict::Action::kTransmit) {
+        if (v.grew_front) rte_pktmbuf_prepend(m, static_cast<std::uint16_t>(lb::kIpipOverhead));
+        m->data_len = static_cast<std::uint16_t>(len);  // a dropped VLAN tag shrinks it
+        m->pkt_len = len;
+        counters_.count(v.event);
+        enqueue_tx(v.port, m);
+        return;
+      }
+      if (v.action == lb::LbVerdict::Action::kDrop) {
+        counters_.drop(v.reason);
+        done_[n_done_++] = m;
+        return;
+      }
+    } else if ((perr == net::ParseError::kIpv4Fragment || perr >= net::ParseError::kL4Truncated) &&
+               lb.services->is_vip(pkt.dst)) {
+      counters_.drop(perr == net::ParseError::kIpv4Fragment ? DropReason::kIpv4Fragment : DropReason::kL4Malformed);
+      done_[n_done_++] = m;
+      return;
+    }
+  }
+
+  LearntNeighbour learnt;
+  const LocalResult r =
+      handle_local_frame(data, m->data_len, shared_.locals->get(port_index), neighbours_[port_index], now, learnt);
+  if (r.learnt) share_learnt(port_index, learnt);
+  switch (r.action) {
+    case LocalResult::Action::kTransmit:
+      counters_.count(r.event);
+      enqueue_tx(port_index, m);
+      break;
+    case LocalResult::Action::kConsume:
+      counters_.count(r.event);
+      done_[n_done_++] = m;
+      break;
+    case LocalResult::Action::kDrop:
+      counters_.drop(r.reason);
+      done_[n_done_++] = m;
+      break;
+  }
+}
+
+void Worker::hand_off(unsigned owner, rte_mbuf* m) {
+  Handoff& h = handoff_out_[owner];
+  if (h.n == h.pkts.size()) flush_handoff();
+  h.pkts[h.n++] = m;
+}
+
+void Worker::flush_handoff() {
+  for (Handoff& h : handoff_out_) {
+    if (h.n == 0) continue;
+    const unsigned sent =
+        rte_ring_mp_enqueue_burst(h.owner->handoff_in_, reinterpret_cast<void* const*>(h.pkts.data()), h.n, nullptr);
+    counters_.count(Handled::kHandedOff, sent);
+    if (sent != h.n) {
+      rte_pktmbuf_free_bulk(&h.pkts[sent], h.n - sent);
+      counters_.drop(DropReason::kHandoffFull, h.n - sent);
+    }
+    h.n = 0;
+  }
+}
+
+void Worker::free_done() {
+  if (n_done_ != 0) rte_pktmbuf_free_bulk(done_.data(), n_done_);
+  n_done_ = 0;
 }
 
 void Worker::enqueue_tx(std::size_t port, rte_mbuf* m) {

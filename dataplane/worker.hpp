@@ -78,8 +78,9 @@ class Worker {
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
 
-  // Wires the rings that carry neighbour updates between workers. Call before run().
-  void set_peers(std::vector<Worker*> peers);
+  // Wires the rings between workers (neighbour updates, frames handed to a flow's owner).
+  // `all` is every worker, indexed by worker index. Call before run().
+  void set_peers(const std::vector<Worker*>& all);
 
   // The lcore entry point (rte_eal_remote_launch); returns once `stop` is set.
   static int lcore_main(void* self);
@@ -91,6 +92,17 @@ class Worker {
 
  private:
   void poll_port(std::size_t port_index, std::uint64_t now_ms, std::uint32_t& received);
+  // Frames other workers received for flows this worker owns (lb/flow_owner.hpp).
+  void poll_handoff(std::uint64_t now_ms, std::uint32_t& received);
+  // One received frame: load balancing, else the local stack. A frame of a flow another worker
+  // owns is handed to it, unless it was handed over already (`may_hand_off` false).
+  void handle_frame(std::size_t port_index, rte_mbuf* m, lb::LbContext& lb, std::uint64_t now_ms,
+                    bool may_hand_off);
+  void hand_off(unsigned owner, rte_mbuf* m);
+  void flush_handoff();
+  // Frees the frames handle_frame() consumed or dropped in this burst.
+  void free_done();
+  std::size_t port_index_of(std::uint16_t port_id) const;
   // Queues a frame for `port`'s TX queue; flush_tx() sends every queue.
   void enqueue_tx(std::size_t port, rte_mbuf* m);
   void flush_tx();
@@ -118,6 +130,17 @@ class Worker {
   std::array<TxQueue, kMaxPorts> txq_{};
   rte_ring* inbox_ = nullptr;  // neighbour updates from the other workers
   std::vector<Worker*> peers_;
+  // Frames handed over: the ring others fill for this worker, and per owner what this burst
+  // hands off (flushed once per burst, so a ring operation carries many frames).
+  rte_ring* handoff_in_ = nullptr;
+  struct Handoff {
+    Worker* owner = nullptr;
+    std::uint16_t n = 0;
+    std::array<rte_mbuf*, 512> pkts;
+  };
+  std::vector<Handoff> handoff_out_;  // indexed by worker index
+  std::array<rte_mbuf*, 512> done_;   // frames to free at the end of the burst
+  std::uint16_t n_done_ = 0;
   WorkerCounters counters_;
   NeighbourSnapshot snapshot_;
   std::uint64_t next_snapshot_ms_ = 0;

@@ -1,5 +1,6 @@
 #include "dataplane/lb/forwarder.hpp"
 
+#include "dataplane/lb/flow_owner.hpp"
 #include "dataplane/lb/hash.hpp"
 #include "dataplane/lb/rewrite.hpp"
 
@@ -11,7 +12,6 @@ using conntrack::FlowDir;
 using conntrack::FlowKey;
 using conntrack::ForwardMode;
 
-constexpr std::uint16_t kFirstLocalPort = 1024;
 constexpr int kLocalPortAttempts = 64;
 
 LbVerdict drop(DropReason r, bool new_flow = false) {
@@ -54,14 +54,15 @@ std::optional<Hop> next_hop(LbContext& ctx, net::Ipv4Addr dst, DropReason& reaso
 }
 
 // A local port for a fullnat connection to `backend` that no connection of this worker uses:
-// ports are split between workers (port % workers == worker) so workers never collide, and the
-// reply key is checked in the table, so a port in use is never handed out twice.
+// ports are split between workers (flow_owner.hpp) so workers never collide and the replies
+// come back to this worker, and the reply key is checked in the table, so a port in use is
+// never handed out twice.
 std::optional<std::uint16_t> allocate_local_port(LbContext& ctx, net::Ipv4Addr local, net::Ipv4Addr backend,
                                                  std::uint16_t backend_port, std::uint8_t proto, std::uint32_t hash) {
-  const std::uint32_t span = (65536u - kFirstLocalPort) / ctx.workers;
+  const std::uint32_t span = local_port_slots(ctx.workers);
   for (int attempt = 0; attempt < kLocalPortAttempts; ++attempt) {
     const std::uint32_t slot = (hash + static_cast<std::uint32_t>(attempt) * 2654435761u) % span;
-    const auto port = static_cast<std::uint16_t>(kFirstLocalPort + slot * ctx.workers + ctx.worker);
+    const std::uint16_t port = local_port_at(slot, ctx.worker, ctx.workers);
     const FlowKey reply{.src_addr = backend.value, .dst_addr = local.value, .src_port = backend_port,
                         .dst_port = port, .proto = proto};
     if (!ctx.conns->find(reply)) return port;

@@ -22,10 +22,14 @@ std::unique_ptr<const ServiceTable> ServiceTable::build(std::vector<Service> ser
     const Service& s = table->services_[i];
     table->by_key_.push_back({key(s.vip, s.proto, s.port), i});
     table->vips_.push_back(s.vip.value);
+    for (const auto a : s.local_addrs) table->local_addrs_.push_back(a.value);
   }
   std::sort(table->by_key_.begin(), table->by_key_.end());
   std::sort(table->vips_.begin(), table->vips_.end());
   table->vips_.erase(std::unique(table->vips_.begin(), table->vips_.end()), table->vips_.end());
+  std::sort(table->local_addrs_.begin(), table->local_addrs_.end());
+  table->local_addrs_.erase(std::unique(table->local_addrs_.begin(), table->local_addrs_.end()),
+                            table->local_addrs_.end());
   return table;
 }
 
@@ -41,6 +45,10 @@ const Service* ServiceTable::find(net::Ipv4Addr vip, std::uint8_t proto, std::ui
 
 bool ServiceTable::is_vip(net::Ipv4Addr addr) const {
   return std::binary_search(vips_.begin(), vips_.end(), addr.value);
+}
+
+bool ServiceTable::is_local_addr(net::Ipv4Addr addr) const {
+  return std::binary_search(local_addrs_.begin(), local_addrs_.end(), addr.value);
 }
 
 std::vector<net::Ipv4Addr> ServiceTable::vips() const {

@@ -48,6 +48,8 @@ class ServiceTable {
   // service. Nothing when the address is no VIP. O(log n), no allocation.
   const Service* find(net::Ipv4Addr vip, std::uint8_t proto, std::uint16_t port) const;
   bool is_vip(net::Ipv4Addr addr) const;
+  // A fullnat local (source NAT) address of some service: backends' replies come to it.
+  bool is_local_addr(net::Ipv4Addr addr) const;
 
   const std::vector<Service>& services() const { return services_; }
   std::uint32_t index_of(const Service& s) const { return static_cast<std::uint32_t>(&s - services_.data()); }
@@ -60,6 +62,7 @@ class ServiceTable {
   std::vector<Service> services_;
   std::vector<std::pair<std::uint64_t, std::uint32_t>> by_key_;  // sorted: key -> index
   std::vector<std::uint32_t> vips_;                              // sorted, distinct
+  std::vector<std::uint32_t> local_addrs_;                       // sorted, distinct
 };
 
 }  // namespace tandem::lb
