@@ -37,6 +37,9 @@ namespace tandem {
   X(kLbTtlExceeded, "lb_ttl_exceeded")                                                      \
   X(kLbNoLocalPort, "lb_fullnat_no_port")     /* fullnat: no free local port for the backend */ \
   X(kLbBadFirstSegment, "lb_bad_first_segment") /* no connection, and a SYN+ACK or no flags */ \
+  X(kLbTooBig, "lb_too_big")                  /* beyond the next hop's MTU, DF clear (not fragmented) */ \
+  X(kLbIcmpBadQuote, "lb_icmp_bad_quote")     /* an ICMP error to a VIP quoting no TCP/UDP header */ \
+  X(kLbIcmpNoConnection, "lb_icmp_no_connection") /* an ICMP error to a VIP about no known flow */ \
   X(kMultiSegment, "multi_segment_frame")     /* chained mbufs: not parsed */               \
   X(kTxFull, "tx_full")                       /* the TX queue did not take the frame */    \
   X(kHandoffFull, "handoff_full")             /* the ring to the flow's owning worker was full */ \
@@ -53,6 +56,8 @@ namespace tandem {
   X(kLbStateless, "lb_stateless_forwarded")       \
   X(kLbForwarded, "lb_forwarded")                 \
   X(kLbRepliesForwarded, "lb_replies_forwarded") \
+  X(kLbIcmpForwarded, "lb_icmp_errors_forwarded") /* translated for the other end of a flow */ \
+  X(kLbFragNeededSent, "lb_frag_needed_sent")   /* to a sender whose packet exceeded the MTU */ \
   X(kHandedOff, "handed_off")                     /* to the worker that owns the flow */
 
 #define TANDEM_ENUM_ITEM(id, name) id,

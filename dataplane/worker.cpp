@@ -43,6 +43,10 @@ Worker::Worker(unsigned index, const WorkerSettings& settings, const std::vector
     : index_(index), settings_(settings), ports_(ports), shared_(shared), conns_(conn_config),
       expire_per_tick_(std::max(kMinExpirePerTick, conns_.capacity() * kSweepsPerSecond * kPeriodicMs / 1000)) {
   if (settings_.burst_size > kMaxBurst) settings_.burst_size = kMaxBurst;
+  for (WorkerPort& p : ports_) {
+    std::uint16_t mtu = 1500;
+    if (p.mtu == 0) p.mtu = rte_eth_dev_get_mtu(p.port_id, &mtu) == 0 ? mtu : 1500;
+  }
   neighbours_.reserve(ports_.size());
   for (std::size_t i = 0; i < ports_.size(); ++i) neighbours_.emplace_back(neighbour_config);
   // Sized once so that publishing a snapshot on the worker never allocates.
@@ -114,7 +118,8 @@ void Worker::run() {
 
 lb::LbContext Worker::lb_context(std::uint64_t now) {
   for (std::size_t p = 0; p < ports_.size(); ++p)
-    lb_ports_[p] = {.local = &shared_.locals->get(p), .neighbours = &neighbours_[p], .gateway = ports_[p].gateway};
+    lb_ports_[p] = {.local = &shared_.locals->get(p), .neighbours = &neighbours_[p], .gateway = ports_[p].gateway,
+                    .mtu = ports_[p].mtu};
   return {.services = shared_.services->get(),
           .conns = &conns_,
           .ports = std::span<lb::LbPort>(lb_ports_.data(), ports_.size()),
@@ -183,12 +188,10 @@ void Worker::handle_frame(std::size_t port_index, rte_mbuf* m, lb::LbContext& lb
     const bool ip_ok = (m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) == RTE_MBUF_F_RX_IP_CKSUM_GOOD;
     const net::ParseError perr = net::parse_packet(data, m->data_len, pkt, ip_ok);
     if (perr == net::ParseError::kNone && rte_pktmbuf_headroom(m) >= lb::kIpipOverhead) {
-      if (may_hand_off && lb.workers > 1 &&
-          (pkt.proto == net::ipv4::kProtoTcp || pkt.proto == net::ipv4::kProtoUdp)) {
-        const std::uint16_t owner =
-            lb::flow_owner(*lb.services, pkt.src, pkt.dst, pkt.sport, pkt.dport, pkt.proto, lb.workers);
-        if (owner != index_) {
-          hand_off(owner, m);
+      if (may_hand_off && lb.workers > 1) {
+        const auto owner = lb::packet_owner(data, m->data_len, pkt, *lb.services, lb.workers);
+        if (owner && *owner != index_) {
+          hand_off(*owner, m);
           return;
         }
       }

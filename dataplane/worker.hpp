@@ -34,6 +34,7 @@ struct WorkerSettings {
 // A data port as the workers see it. Its addresses live in LocalTables, which can change.
 struct WorkerPort {
   std::uint16_t port_id = 0;
+  std::uint16_t mtu = 0;  // 0: read from the started port
   std::optional<net::Ipv4Addr> gateway;  // resolved and kept fresh by worker 0
 };
 

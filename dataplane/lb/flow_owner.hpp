@@ -10,15 +10,18 @@
 //   nat reply (backend -> client)     the same client address and port, as the destination
 //   fullnat reply (backend -> local)  the local port: each worker allocates only local ports
 //                                     whose local_port_owner() is itself
+//   ICMP error                        the owner of the flow its quote belongs to
 // dsr and tunnel flows have no replies through the unit; their originals follow the same rule,
 // so a flow never splits between workers however the NIC spreads it. The state sync of a peer
 // unit installs a flow in the same worker by the same rule.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 
 #include "dataplane/lb/hash.hpp"
 #include "dataplane/lb/service_table.hpp"
+#include "dataplane/net/packet.hpp"
 
 namespace tandem::lb {
 
@@ -47,5 +50,10 @@ constexpr std::uint16_t local_port_owner(std::uint16_t port, std::uint16_t worke
 // turns out to belong to no flow is handled by its owner all the same (by the local stack).
 std::uint16_t flow_owner(const ServiceTable& services, net::Ipv4Addr src, net::Ipv4Addr dst, std::uint16_t sport,
                          std::uint16_t dport, std::uint8_t proto, std::uint16_t workers);
+
+// The owner of a parsed frame the forwarder may handle: TCP/UDP by flow_owner(), an ICMP error
+// by the flow its quote answers. Nothing for other frames (ARP, echo, ...): any worker's.
+std::optional<std::uint16_t> packet_owner(const std::uint8_t* frame, std::uint32_t len, const net::ParsedPacket& p,
+                                          const ServiceTable& services, std::uint16_t workers);
 
 }  // namespace tandem::lb

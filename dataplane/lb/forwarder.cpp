@@ -2,6 +2,7 @@
 
 #include "dataplane/lb/flow_owner.hpp"
 #include "dataplane/lb/hash.hpp"
+#include "dataplane/lb/icmp_translate.hpp"
 #include "dataplane/lb/rewrite.hpp"
 
 namespace tandem::lb {
@@ -53,6 +54,23 @@ std::optional<Hop> next_hop(LbContext& ctx, net::Ipv4Addr dst, DropReason& reaso
   return Hop{*port, mac};
 }
 
+// A datagram too big for the next hop: "fragmentation needed" back to its sender (RFC 1191;
+// from `source`, or from the unit's address on the sender's side), or a counted drop when DF is
+// clear or no ICMP error may be sent about it. The unit never fragments.
+LbVerdict too_big(std::uint8_t* frame, std::uint32_t& len, net::ParsedPacket& p, LbContext& ctx, std::uint16_t mtu,
+                  std::optional<net::Ipv4Addr> source, bool new_flow) {
+  if (!dont_fragment(frame, p) || !may_send_icmp_error(frame, p)) return drop(DropReason::kLbTooBig, new_flow);
+  DropReason reason = DropReason::kCount;
+  const auto back = next_hop(ctx, p.src, reason);
+  if (!back) return drop(reason, new_flow);
+  const LbPort& out = ctx.ports[back->port];
+  const std::size_t n =
+      build_frag_needed(frame, len, p, mtu, source.value_or(out.local->prefixes[0].addr), out.local->mac, back->mac);
+  if (n == 0) return drop(DropReason::kLbTooBig, new_flow);
+  len = static_cast<std::uint32_t>(n);
+  return {.action = Action::kTransmit, .port = back->port, .new_flow = new_flow, .event = Handled::kLbFragNeededSent};
+}
+
 // A local port for a fullnat connection to `backend` that no connection of this worker uses:
 // ports are split between workers (flow_owner.hpp) so workers never collide and the replies
 // come back to this worker, and the reply key is checked in the table, so a port in use is
@@ -77,6 +95,10 @@ LbVerdict to_backend(std::uint8_t* frame, std::uint32_t& len, net::ParsedPacket&
   DropReason reason = DropReason::kCount;
   const auto hop = next_hop(ctx, backend, reason);
   if (!hop) return drop(reason, new_flow);
+  const std::uint32_t overhead = mode == ForwardMode::kTunnel ? kIpipOverhead : 0;
+  const std::uint16_t mtu = ctx.ports[hop->port].mtu;
+  if (p.ip_len + overhead > mtu)
+    return too_big(frame, len, p, ctx, static_cast<std::uint16_t>(mtu - overhead), p.dst, new_flow);
   const net::MacAddr& src_mac = ctx.ports[hop->port].local->mac;
   LbVerdict v{.action = Action::kTransmit, .port = hop->port, .new_flow = new_flow, .event = Handled::kLbForwarded};
   switch (mode) {
@@ -171,12 +193,13 @@ LbVerdict forward_original(std::uint8_t* frame, std::uint32_t& len, net::ParsedP
   return v;
 }
 
-LbVerdict forward_reply(std::uint8_t* frame, std::uint32_t len, net::ParsedPacket& p, LbContext& ctx,
+LbVerdict forward_reply(std::uint8_t* frame, std::uint32_t& len, net::ParsedPacket& p, LbContext& ctx,
                         conntrack::ConnEntry& e) {
   ctx.conns->update(e, FlowDir::kReply, p.tcp_flags, len, ctx.now_ms);
   DropReason reason = DropReason::kCount;
   const auto hop = next_hop(ctx, net::Ipv4Addr{e.client_addr}, reason);
   if (!hop) return drop(reason);
+  if (p.ip_len > ctx.ports[hop->port].mtu) return too_big(frame, len, p, ctx, ctx.ports[hop->port].mtu, {}, false);
   if (!decrement_ttl(frame, p)) return drop(DropReason::kLbTtlExceeded);
   rewrite_source(frame, p, net::Ipv4Addr{e.vip_addr}, e.vip_port);
   if (e.mode == ForwardMode::kFullNat) rewrite_destination(frame, p, net::Ipv4Addr{e.client_addr}, e.client_port);
@@ -184,9 +207,44 @@ LbVerdict forward_reply(std::uint8_t* frame, std::uint32_t len, net::ParsedPacke
   return {.action = Action::kTransmit, .port = hop->port, .event = Handled::kLbRepliesForwarded};
 }
 
+// An ICMP error quoting a packet of a tracked connection goes to the connection's other end,
+// translated (nat, fullnat) or as it is (dsr, tunnel: an error from the client's side about
+// the backend's direct reply, e.g. "fragmentation needed" for path MTU discovery, goes to the
+// backend like a client packet, as Katran does). Errors about nothing known are the local
+// stack's, unless they are addressed to a VIP or a local address: then they are dropped here.
+LbVerdict forward_icmp_error(std::uint8_t* frame, std::uint32_t& len, net::ParsedPacket& p, LbContext& ctx) {
+  const bool to_service = ctx.services->is_vip(p.dst) || ctx.services->is_local_addr(p.dst);
+  IcmpQuote q;
+  if (parse_icmp_quote(frame, len, p, q) != QuoteError::kNone)
+    return to_service ? drop(DropReason::kLbIcmpBadQuote) : LbVerdict{};
+  const conntrack::ConnLookup hit = ctx.conns->lookup(icmp_lookup_key(q));
+  if (!hit) return to_service ? drop(DropReason::kLbIcmpNoConnection) : LbVerdict{};
+  const conntrack::ConnEntry& e = *hit.entry;
+  LbVerdict v;
+  if (e.mode == ForwardMode::kDsr || e.mode == ForwardMode::kTunnel) {
+    if (hit.dir != FlowDir::kOriginal) return {};  // only the client's key is indexed
+    v = to_backend(frame, len, p, ctx, e.mode, net::Ipv4Addr{e.backend_addr}, e.backend_port, {}, 0, false);
+  } else {
+    const bool for_client = hit.dir == FlowDir::kReply;
+    DropReason reason = DropReason::kCount;
+    const auto hop = next_hop(ctx, net::Ipv4Addr{for_client ? e.client_addr : e.backend_addr}, reason);
+    if (!hop) return drop(reason);
+    if (!decrement_ttl(frame, p)) return drop(DropReason::kLbTtlExceeded);
+    if (for_client)
+      translate_icmp_for_client(frame, p, q, e);
+    else
+      translate_icmp_for_backend(frame, p, q, e);
+    set_macs(frame, ctx.ports[hop->port].local->mac, hop->mac);
+    v = {.action = Action::kTransmit, .port = hop->port};
+  }
+  if (v.action == Action::kTransmit && v.event != Handled::kLbFragNeededSent) v.event = Handled::kLbIcmpForwarded;
+  return v;
+}
+
 }  // namespace
 
 LbVerdict lb_forward(std::uint8_t* frame, std::uint32_t& len, net::ParsedPacket& p, LbContext& ctx) {
+  if (p.proto == net::ipv4::kProtoIcmp) return is_icmp_error(p) ? forward_icmp_error(frame, len, p, ctx) : LbVerdict{};
   if (p.proto != net::ipv4::kProtoTcp && p.proto != net::ipv4::kProtoUdp) return {};
   if (const Service* svc = ctx.services->find(p.dst, p.proto, p.dport)) return forward_original(frame, len, p, ctx, *svc);
   const FlowKey key{.src_addr = p.src.value, .dst_addr = p.dst.value, .src_port = p.sport, .dst_port = p.dport,

@@ -1,7 +1,10 @@
 // The load balancer's per-packet decision: a packet to a VIP goes to its connection's backend
 // (a new connection gets one from the service's Maglev table), rewritten for the service's
-// mode; a backend's reply (nat, fullnat) is translated back to the VIP. Pure logic over a frame
-// buffer and the worker's tables, so every mode is tested packet by packet without DPDK.
+// mode; a backend's reply (nat, fullnat) is translated back to the VIP; an ICMP error about a
+// connection's packet is translated for the other end (icmp_translate.hpp); a packet too big
+// for the next hop's MTU is answered with "fragmentation needed" (or dropped without DF). Pure
+// logic over a frame buffer and the worker's tables, so every mode is tested packet by packet
+// without DPDK.
 #pragma once
 
 #include <cstdint>
@@ -22,6 +25,7 @@ struct LbPort {
   const LocalInterface* local = nullptr;
   neigh::NeighbourTable* neighbours = nullptr;
   std::optional<net::Ipv4Addr> gateway;
+  std::uint16_t mtu = 1500;  // largest IPv4 datagram it sends; bigger ones get "fragmentation needed"
 };
 
 struct LbContext {

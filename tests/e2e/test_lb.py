@@ -38,7 +38,8 @@ their affinity and expiry (every mode); 20 long-lived echo connections through a
 backend removal (every mode); a service with every backend drained; a full connection table;
 Maglev's minimal disruption; an idle connection adopted mid-flow after its entry expired; odd
 frames to a VIP; VIPs removed, refused and added by SIGHUP; a reused client port; two workers
-in every mode (frames handed to the worker owning their flow); tunnel mode at MTU 1500 (xfail, a known bug).
+in every mode (frames handed to the worker owning their flow); tunnel mode at MTU 1500 (path
+MTU discovery through the unit's ICMP fragmentation-needed).
 """
 
 from __future__ import annotations
@@ -473,15 +474,12 @@ def test_full_connection_table_forwards_statelessly(lab, nets):
 # --- 6. tunnel mode and the path MTU --------------------------------------------------------------
 
 @needs_decap
-@pytest.mark.xfail(strict=True, reason=(
-    "tandemd bug: in tunnel mode a full-size client segment (1500 bytes + 20 of IPIP) exceeds "
-    "the south port's MTU; the kernel drops it on AF_XDP transmit (unit south interface "
-    "'tx dropped', while tandemd counts it lb_forwarded/tx_packets), no ICMP fragmentation-"
-    "needed reaches the client, and the upload stalls. IPVS answers with ICMP frag-needed."))
 def test_tunnel_pmtu_with_default_mtu(lab, nets):
-    """With every link at MTU 1500, a bulk upload through a tunnel service must still complete
-    (the unit tells the client the path MTU, as IPVS does, or never sends what cannot fit)."""
+    """With every link at MTU 1500, a bulk upload through a tunnel service still completes: the
+    first full-size segment (1500 + 20 bytes of IPIP) is answered with ICMP "fragmentation
+    needed" (MTU 1480) from the VIP, the client's kernel lowers its path MTU and resends."""
     t, servers = start(lab, "tunnel", nets, mtu_b=0)
+    before = t.unit.counters()
     size, seed = 128 * 1024, 5
     try:
         res = tl.tcp_hash_exchange(t.client, t.vip, BULK, size, seed=seed, timeout=6)
@@ -490,6 +488,12 @@ def test_tunnel_pmtu_with_default_mtu(lab, nets):
         pytest.fail(f"upload stalled; unit south interface tx {south}; "
                     f"tandemd south0 {t.unit.port_counters('south0')}: {str(e)[-200:]}")
     assert res["server_sha256"] == tl.expected_sha256(size, seed), res
+    after = t.unit.counters()
+    assert delta(after, before, "handled")["lb_frag_needed_sent"] >= 1
+    assert delta(after, before, "drops").get("lb_too_big", 0) == 0
+    # The client's kernel learnt the path MTU to the VIP from the unit's ICMP.
+    route = t.client.run(["ip", "route", "get", t.vip]).stdout
+    assert "mtu 1480" in route, route
 
 
 # --- 7. Maglev: adding a backend moves about 1/N of the new flows, removing it restores them ----
@@ -570,6 +574,48 @@ def test_idle_connection_adopted_after_its_entry_expired(lab, nets, mode):
     assert h["lb_new_flows"] == 2 and h["lb_midflow_flows"] == 1, h
     echoed = [e for s in servers.values() for e in s.log_entries("echo")]
     assert len(echoed) == 1 and echoed[0]["bytes"] == len("before\nafter\n"), echoed
+    assert_no_lb_drops(after, before)
+
+
+# --- 8b. ICMP errors of a flow cross the unit ---------------------------------------------------
+
+_UDP_REFUSED = r"""
+import json, socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.settimeout(float(sys.argv[3]))
+s.connect((sys.argv[1], int(sys.argv[2])))
+out = {"answers": 0, "refused": 0, "timeouts": 0}
+for i in range(3):
+    s.send(b"anyone there?")
+    try:
+        s.recv(100)
+        out["answers"] += 1
+    except ConnectionRefusedError:
+        out["refused"] += 1
+    except socket.timeout:
+        out["timeouts"] += 1
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("mode", ["nat", "fullnat"])
+def test_port_unreachable_reaches_the_client(lab, nets, mode):
+    """A UDP service whose backend port has no listener: the backend's kernel answers "port
+    unreachable" to the client (nat) or to the local address (fullnat); the unit translates the
+    error (outer source and quote back to the VIP) and the client's connected socket sees
+    ECONNREFUSED at once, instead of a timeout."""
+    t, servers = start(lab, mode, nets)
+    backend = t.backend("b1")
+    t.config.services.append(tl.ServiceConfig(
+        "void", t.vip, port=99, protocol="udp", mode=mode, maglev_size=251,
+        backends=[tl.BackendConfig(backend.ip, port=9999)],
+        **({"local_addresses": t.config.service("web").local_addresses} if mode == "fullnat" else {})))
+    reload_services(t)
+    before = t.unit.counters()
+    cp = t.client.python(_UDP_REFUSED, t.vip, "99", "2", timeout=20)
+    out = json.loads(cp.stdout)
+    assert out == {"answers": 0, "refused": 3, "timeouts": 0}, out
+    after = counters_reach(t.unit, lambda c: delta(c, before, "handled")["lb_icmp_errors_forwarded"] >= 3)
     assert_no_lb_drops(after, before)
 
 

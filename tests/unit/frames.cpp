@@ -187,4 +187,17 @@ Bytes pattern(std::size_t n, std::uint8_t seed) {
   return b;
 }
 
+Bytes icmp_message(std::uint8_t type, std::uint8_t code, std::uint32_t rest, const Bytes& body) {
+  Bytes m;
+  m.push_back(type);
+  m.push_back(code);
+  put16(m, 0);
+  put32(m, rest);
+  m.insert(m.end(), body.begin(), body.end());
+  const std::uint16_t c = ref_checksum(m);
+  m[2] = static_cast<std::uint8_t>(c >> 8);
+  m[3] = static_cast<std::uint8_t>(c);
+  return m;
+}
+
 }  // namespace tandem::test

@@ -51,4 +51,8 @@ Bytes ethernet_vlan(const Mac& dst, const Mac& src, std::uint16_t tci, std::uint
 
 Bytes pattern(std::size_t n, std::uint8_t seed = 0);  // deterministic payload bytes
 
+// An ICMP message: type, code, the 32-bit rest of the header (an error's unused word, the
+// next-hop MTU of "fragmentation needed", ...) and a body (an error's quote), checksum filled in.
+Bytes icmp_message(std::uint8_t type, std::uint8_t code, std::uint32_t rest, const Bytes& body);
+
 }  // namespace tandem::test

@@ -7,9 +7,7 @@
 #include <random>
 
 #include "dataplane/lb/flow_owner.hpp"
-#include "dataplane/lb/forwarder.hpp"
-#include "dataplane/lb/rewrite.hpp"
-#include "tests/unit/frames.hpp"
+#include "tests/unit/lb_frames.hpp"
 
 using namespace tandem;
 using conntrack::ForwardMode;
@@ -18,28 +16,14 @@ using Action = lb::LbVerdict::Action;
 
 namespace {
 
-const test::Mac kNorthMac = {0x02, 0, 0, 0, 0x0a, 1};
-const test::Mac kSouthMac = {0x02, 0, 0, 0, 0x0b, 1};
-const test::Mac kGatewayMac = {0x02, 0, 0, 0, 0x0a, 0xfe};
-const test::Mac kBackendMac = {0x02, 0, 0, 0, 0x0b, 0x20};
-const std::uint32_t kVip = test::ip("203.0.113.10");
-const std::uint32_t kLocal = test::ip("10.0.1.2");
-const std::uint32_t kBackend[3] = {test::ip("10.0.1.21"), test::ip("10.0.1.22"), test::ip("10.0.1.23")};
+using namespace test::lb_world;
+
 constexpr std::uint16_t kWorkers = 3;
-constexpr std::size_t kHeadroom = 64;
 
 // kWorkers workers, each with its own connection table, in front of three backends.
 class FlowOwnerTest : public ::testing::TestWithParam<ForwardMode> {
  protected:
-  FlowOwnerTest() : north_neigh_({.capacity = 16}), south_neigh_({.capacity = 16}) {
-    north_.mac = net::MacAddr{kNorthMac};
-    north_.add(*net::Ipv4Prefix::parse("10.0.0.1/24"));
-    south_.mac = net::MacAddr{kSouthMac};
-    south_.add(*net::Ipv4Prefix::parse("10.0.1.1/24"));
-    north_neigh_.learn(net::Ipv4Addr{test::ip("10.0.0.254")}, net::MacAddr{kGatewayMac}, 0, true);
-    for (const auto b : kBackend) south_neigh_.learn(net::Ipv4Addr{b}, net::MacAddr{kBackendMac}, 0, true);
-    ports_[0] = {.local = &north_, .neighbours = &north_neigh_, .gateway = net::Ipv4Addr{test::ip("10.0.0.254")}};
-    ports_[1] = {.local = &south_, .neighbours = &south_neigh_};
+  FlowOwnerTest() {
     for (auto& c : conns_) c = std::make_unique<conntrack::ConnTable>(conntrack::ConnTableConfig{.capacity = 4096});
 
     lb::Service s{.name = "web", .vip = net::Ipv4Addr{kVip}, .proto = 6, .port = 80, .mode = GetParam(),
@@ -55,31 +39,23 @@ class FlowOwnerTest : public ::testing::TestWithParam<ForwardMode> {
   std::uint16_t owner_of(const Bytes& frame) {
     net::ParsedPacket p;
     EXPECT_EQ(net::parse_packet(frame.data(), static_cast<std::uint32_t>(frame.size()), p), net::ParseError::kNone);
-    return lb::flow_owner(*table_, p.src, p.dst, p.sport, p.dport, p.proto, kWorkers);
+    const auto owner = lb::packet_owner(frame.data(), static_cast<std::uint32_t>(frame.size()), p, *table_, kWorkers);
+    EXPECT_TRUE(owner.has_value());
+    return owner.value_or(kWorkers);
   }
   lb::LbVerdict run_on(std::uint16_t worker, const Bytes& in, Bytes& out) {
-    Bytes buf(kHeadroom, 0);
-    buf.insert(buf.end(), in.begin(), in.end());
-    std::uint8_t* frame = buf.data() + kHeadroom;
-    auto len = static_cast<std::uint32_t>(in.size());
-    net::ParsedPacket p;
-    EXPECT_EQ(net::parse_packet(frame, len, p), net::ParseError::kNone);
-    lb::LbContext ctx{.services = table_.get(), .conns = conns_[worker].get(), .ports = ports_, .worker = worker,
-                      .workers = kWorkers, .now_ms = 1000};
-    const lb::LbVerdict v = lb::lb_forward(frame, len, p, ctx);
-    const std::uint8_t* start = v.grew_front ? frame - lb::kIpipOverhead : frame;
-    out.assign(start, start + len);
-    return v;
-  }
-  static Bytes tcp(const test::Mac& dmac, const test::Mac& smac, std::uint32_t src, std::uint32_t dst,
-                   std::uint16_t sport, std::uint16_t dport, std::uint8_t flags) {
-    test::Ipv4Fields ip{.src = src, .dst = dst, .proto = 6, .ttl = 64};
-    return test::ethernet(dmac, smac, 0x0800, test::ipv4(ip, test::tcp(src, dst, sport, dport, flags, test::pattern(8))));
+    return run_frame({.services = table_.get(), .conns = conns_[worker].get(), .ports = unit_.ports, .worker = worker,
+                      .workers = kWorkers, .now_ms = 1000},
+                     in, out);
   }
 
-  LocalInterface north_, south_;
-  neigh::NeighbourTable north_neigh_, south_neigh_;
-  std::array<lb::LbPort, 2> ports_;
+  // "Port unreachable" to `to` quoting the IPv4 datagram of `frame`, from its destination.
+  static Bytes port_unreachable(const Bytes& frame, std::uint32_t to) {
+    const auto from = static_cast<std::uint32_t>(frame[30] << 24 | frame[31] << 16 | frame[32] << 8 | frame[33]);
+    return icmp_error(kNorthMac, kGatewayMac, from, to, 3, 3, 0, frame);
+  }
+
+  UnitPorts unit_;
   std::array<std::unique_ptr<conntrack::ConnTable>, kWorkers> conns_;
   std::unique_ptr<const lb::ServiceTable> table_;
 };
@@ -90,7 +66,7 @@ TEST_P(FlowOwnerTest, BothDirectionsOfEveryFlowReachTheWorkerThatOwnsIt) {
   for (int i = 0; i < 600; ++i) {
     const std::uint32_t client = test::ip("198.51.100.0") + rng() % 4096;
     const auto cport = static_cast<std::uint16_t>(1024 + rng() % 60000);
-    const Bytes syn = tcp(kNorthMac, kGatewayMac, client, kVip, cport, 80, 0x02);
+    const Bytes syn = tcp_frame(kNorthMac, kGatewayMac, client, kVip, cport, 80, 0x02);
     const std::uint16_t w = owner_of(syn);
     ASSERT_LT(w, kWorkers);
     ++per_worker[w];
@@ -99,15 +75,21 @@ TEST_P(FlowOwnerTest, BothDirectionsOfEveryFlowReachTheWorkerThatOwnsIt) {
     const conntrack::ConnEntry* e = conns_[w]->find({client, kVip, cport, 80, 6});
     ASSERT_NE(e, nullptr);
     // Every later client packet of the flow comes to the same worker.
-    ASSERT_EQ(owner_of(tcp(kNorthMac, kGatewayMac, client, kVip, cport, 80, 0x10)), w);
+    ASSERT_EQ(owner_of(tcp_frame(kNorthMac, kGatewayMac, client, kVip, cport, 80, 0x10)), w);
+    // So does an ICMP error about what the unit sent the backend (from the backend's side; not
+    // tunnel, whose errors quote the outer IPIP header: those are the local stack's).
+    if (GetParam() != ForwardMode::kTunnel) {
+      ASSERT_EQ(owner_of(port_unreachable(out, e->local_addr)), w);
+    }
     if (GetParam() != ForwardMode::kNat && GetParam() != ForwardMode::kFullNat) continue;
     // The backend's reply, to wherever the rewritten request came from.
-    const Bytes reply = tcp(kSouthMac, kBackendMac, e->backend_addr, e->local_addr, e->backend_port,
+    const Bytes reply = tcp_frame(kSouthMac, kBackendMac[0], e->backend_addr, e->local_addr, e->backend_port,
                             e->local_port, 0x12);
     ASSERT_EQ(owner_of(reply), w) << "flow " << i;
-    const auto v = run_on(w, reply, out);
-    ASSERT_EQ(v.action, Action::kTransmit);
-    EXPECT_EQ(v.event, Handled::kLbRepliesForwarded);
+    // And an error from the client's side about the reply the unit sent it.
+    Bytes to_client;
+    ASSERT_EQ(run_on(w, reply, to_client).action, Action::kTransmit);
+    ASSERT_EQ(owner_of(port_unreachable(to_client, kVip)), w);
   }
   // Spread over all workers (600 flows, ~200 each).
   for (const int n : per_worker) EXPECT_GT(n, 140);

@@ -5,9 +5,7 @@
 
 #include <map>
 
-#include "dataplane/lb/forwarder.hpp"
-#include "dataplane/lb/rewrite.hpp"
-#include "tests/unit/frames.hpp"
+#include "tests/unit/lb_frames.hpp"
 
 using namespace tandem;
 using conntrack::ForwardMode;
@@ -16,33 +14,12 @@ using Action = lb::LbVerdict::Action;
 
 namespace {
 
-const test::Mac kNorthMac = {0x02, 0, 0, 0, 0x0a, 1};
-const test::Mac kSouthMac = {0x02, 0, 0, 0, 0x0b, 1};
-const test::Mac kGatewayMac = {0x02, 0, 0, 0, 0x0a, 0xfe};
-const test::Mac kBackendMac[3] = {{0x02, 0, 0, 0, 0x0b, 21}, {0x02, 0, 0, 0, 0x0b, 22}, {0x02, 0, 0, 0, 0x0b, 23}};
-const std::uint32_t kClient = test::ip("198.51.100.7");
-const std::uint32_t kVip = test::ip("203.0.113.10");
-const std::uint32_t kGateway = test::ip("10.0.0.254");
-const std::uint32_t kSouthAddr = test::ip("10.0.1.1");
-const std::uint32_t kLocal = test::ip("10.0.1.2");
-const std::uint32_t kBackend[3] = {test::ip("10.0.1.21"), test::ip("10.0.1.22"), test::ip("10.0.1.23")};
-constexpr std::size_t kHeadroom = 64;
+using namespace test::lb_world;
 
 class ForwarderTest : public ::testing::Test {
  protected:
   ForwarderTest()
-      : conns_(std::make_unique<conntrack::ConnTable>(conntrack::ConnTableConfig{.capacity = 4096})),
-        north_neigh_(neigh::NeighbourConfig{.capacity = 16}),
-        south_neigh_(neigh::NeighbourConfig{.capacity = 16}) {
-    north_.mac = net::MacAddr{kNorthMac};
-    north_.add(*net::Ipv4Prefix::parse("10.0.0.1/24"));
-    south_.mac = net::MacAddr{kSouthMac};
-    south_.add(*net::Ipv4Prefix::parse("10.0.1.1/24"));
-    north_neigh_.learn(net::Ipv4Addr{kGateway}, net::MacAddr{kGatewayMac}, 0, true);
-    for (int i = 0; i < 3; ++i) south_neigh_.learn(net::Ipv4Addr{kBackend[i]}, net::MacAddr{kBackendMac[i]}, 0, true);
-    ports_[0] = {.local = &north_, .neighbours = &north_neigh_, .gateway = net::Ipv4Addr{kGateway}};
-    ports_[1] = {.local = &south_, .neighbours = &south_neigh_};
-  }
+      : conns_(std::make_unique<conntrack::ConnTable>(conntrack::ConnTableConfig{.capacity = 4096})) {}
 
   void set_service(ForwardMode mode, std::vector<lb::Backend> backends, std::uint16_t port = 80) {
     lb::Service s{.name = "web", .vip = net::Ipv4Addr{kVip}, .proto = 6, .port = port, .mode = mode,
@@ -54,39 +31,20 @@ class ForwarderTest : public ::testing::Test {
   }
 
   lb::LbContext context() {
-    return {.services = table_.get(), .conns = conns_.get(), .ports = ports_, .now_ms = now_};
+    return {.services = table_.get(), .conns = conns_.get(), .ports = unit_.ports, .now_ms = now_};
   }
 
   // Runs one frame; returns the verdict and leaves the output frame in `out`.
-  lb::LbVerdict run(const Bytes& in, Bytes& out) {
-    Bytes buf(kHeadroom, 0);
-    buf.insert(buf.end(), in.begin(), in.end());
-    std::uint8_t* frame = buf.data() + kHeadroom;
-    std::uint32_t len = static_cast<std::uint32_t>(in.size());
-    net::ParsedPacket p;
-    EXPECT_EQ(net::parse_packet(frame, len, p), net::ParseError::kNone);
-    auto ctx = context();
-    const lb::LbVerdict v = lb::lb_forward(frame, len, p, ctx);
-    const std::uint8_t* start = v.grew_front ? frame - lb::kIpipOverhead : frame;
-    out.assign(start, start + len);
-    return v;
-  }
+  lb::LbVerdict run(const Bytes& in, Bytes& out) { return run_frame(context(), in, out); }
 
   static Bytes tcp(const test::Mac& dmac, const test::Mac& smac, std::uint32_t src, std::uint32_t dst,
                    std::uint16_t sport, std::uint16_t dport, std::uint8_t flags, std::uint8_t ttl = 64,
                    const Bytes& payload = test::pattern(20)) {
-    test::Ipv4Fields ip{.src = src, .dst = dst, .proto = 6, .ttl = ttl};
-    return test::ethernet(dmac, smac, 0x0800, test::ipv4(ip, test::tcp(src, dst, sport, dport, flags, payload)));
+    return tcp_frame(dmac, smac, src, dst, sport, dport, flags, ttl, payload);
   }
   // What the client sends: from the gateway's MAC to the north port.
   static Bytes from_client(std::uint16_t sport, std::uint8_t flags, std::uint8_t ttl = 64) {
     return tcp(kNorthMac, kGatewayMac, kClient, kVip, sport, 80, flags, ttl);
-  }
-
-  int backend_of(std::uint32_t addr) const {
-    for (int i = 0; i < 3; ++i)
-      if (kBackend[i] == addr) return i;
-    return -1;
   }
 
   void reset_conns(std::uint32_t capacity) {
@@ -95,9 +53,7 @@ class ForwarderTest : public ::testing::Test {
 
   std::unique_ptr<const lb::ServiceTable> table_;
   std::unique_ptr<conntrack::ConnTable> conns_;
-  LocalInterface north_, south_;
-  neigh::NeighbourTable north_neigh_, south_neigh_;
-  std::array<lb::LbPort, 2> ports_;
+  UnitPorts unit_;
   std::uint64_t now_ = 1000;
 };
 
@@ -227,7 +183,7 @@ TEST_F(ForwarderTest, UnknownBackendMacIsResolvedAndThePacketDropped) {
   const auto v = run(from_client(40000, 0x02), out);
   EXPECT_EQ(v.action, Action::kDrop);
   EXPECT_EQ(v.reason, DropReason::kLbUnresolved);
-  const auto* n = south_neigh_.find(net::Ipv4Addr{test::ip("10.0.1.99")});
+  const auto* n = unit_.south_neigh.find(net::Ipv4Addr{test::ip("10.0.1.99")});
   ASSERT_NE(n, nullptr);
   EXPECT_EQ(n->state, neigh::NeighState::kIncomplete);
 }
@@ -305,4 +261,141 @@ TEST_F(ForwarderTest, OtherTrafficIsNotTheForwardersBusiness) {
   EXPECT_EQ(run(tcp(kNorthMac, kGatewayMac, kClient, test::ip("10.0.0.1"), 1, 22, 0x02), out).action, Action::kNotMine);
   EXPECT_EQ(run(tcp(kNorthMac, kGatewayMac, kClient, kVip, 1, 443, 0x02), out).action, Action::kNotMine)
       << "no service on port 443";
+}
+
+// --- ICMP errors and the path MTU ---------------------------------------------------------------
+
+TEST_F(ForwarderTest, NatIcmpErrorFromTheBackendSideReachesTheClientAsFromTheVip) {
+  set_service(ForwardMode::kNat, three());
+  Bytes to_backend;
+  ASSERT_EQ(run(from_client(40000, 0x02), to_backend).action, Action::kTransmit);
+  const int b = backend_of(conns_->find({kClient, kVip, 40000, 80, 6})->backend_addr);
+  // The backend's port is closed: "port unreachable" about client:40000 -> backend:8080.
+  Bytes out;
+  const auto v = run(icmp_error(kSouthMac, kBackendMac[b], kBackend[b], kClient, 3, 3, 0, to_backend), out);
+  ASSERT_EQ(v.action, Action::kTransmit);
+  EXPECT_EQ(v.port, 0);
+  EXPECT_EQ(v.event, Handled::kLbIcmpForwarded);
+  // The client sees it from the VIP, about the packet it sent: client:40000 -> VIP:80.
+  const Bytes as_sent = from_client(40000, 0x02, 63);
+  EXPECT_EQ(out, icmp_error(kGatewayMac, kNorthMac, kVip, kClient, 3, 3, 0, as_sent, 63)) << test::to_hex(out);
+}
+
+TEST_F(ForwarderTest, NatFragNeededFromTheClientSideReachesTheBackend) {
+  set_service(ForwardMode::kNat, three());
+  Bytes out;
+  ASSERT_EQ(run(from_client(40000, 0x02), out).action, Action::kTransmit);
+  const int b = backend_of(conns_->find({kClient, kVip, 40000, 80, 6})->backend_addr);
+  Bytes to_client;
+  ASSERT_EQ(run(tcp(kSouthMac, kBackendMac[b], kBackend[b], kClient, 8080, 40000, 0x12), to_client).action,
+            Action::kTransmit);
+  // A router on the client's side cannot forward VIP:80 -> client:40000 at 1500 bytes.
+  const auto v = run(icmp_error(kNorthMac, kGatewayMac, kGateway, kVip, 3, 4, 1400, to_client), out);
+  ASSERT_EQ(v.action, Action::kTransmit);
+  EXPECT_EQ(v.port, 1);
+  EXPECT_EQ(v.event, Handled::kLbIcmpForwarded);
+  // The backend learns its path MTU towards the client for backend:8080 -> client:40000.
+  const Bytes as_sent = tcp(kGatewayMac, kNorthMac, kBackend[b], kClient, 8080, 40000, 0x12, 63);
+  EXPECT_EQ(out, icmp_error(kBackendMac[b], kSouthMac, kGateway, kBackend[b], 3, 4, 1400, as_sent, 63))
+      << test::to_hex(out);
+}
+
+TEST_F(ForwarderTest, FullNatIcmpErrorsAreTranslatedBothWays) {
+  set_service(ForwardMode::kFullNat, three(80));
+  Bytes to_backend;
+  ASSERT_EQ(run(from_client(40000, 0x02), to_backend).action, Action::kTransmit);
+  const conntrack::ConnEntry* e = conns_->find({kClient, kVip, 40000, 80, 6});
+  const int b = backend_of(e->backend_addr);
+  const std::uint16_t lport = e->local_port;
+  Bytes out;
+  // Backend side: about local:lport -> backend:80, sent to the local address.
+  auto v = run(icmp_error(kSouthMac, kBackendMac[b], kBackend[b], kLocal, 3, 3, 0, to_backend), out);
+  ASSERT_EQ(v.action, Action::kTransmit);
+  EXPECT_EQ(v.port, 0);
+  EXPECT_EQ(out, icmp_error(kGatewayMac, kNorthMac, kVip, kClient, 3, 3, 0, from_client(40000, 0x02, 63), 63))
+      << test::to_hex(out);
+  // Client side: about VIP:80 -> client:40000; the backend gets it from the local address.
+  Bytes to_client;
+  ASSERT_EQ(run(tcp(kSouthMac, kBackendMac[b], kBackend[b], kLocal, 80, lport, 0x12), to_client).action,
+            Action::kTransmit);
+  v = run(icmp_error(kNorthMac, kGatewayMac, kGateway, kVip, 3, 4, 1400, to_client), out);
+  ASSERT_EQ(v.action, Action::kTransmit);
+  EXPECT_EQ(v.port, 1);
+  const Bytes as_sent = tcp(kGatewayMac, kNorthMac, kBackend[b], kLocal, 80, lport, 0x12, 63);
+  EXPECT_EQ(out, icmp_error(kBackendMac[b], kSouthMac, kLocal, kBackend[b], 3, 4, 1400, as_sent, 63))
+      << test::to_hex(out);
+}
+
+TEST_F(ForwarderTest, DsrFragNeededToTheVipGoesToTheFlowsBackendUnchanged) {
+  set_service(ForwardMode::kDsr, three(80));
+  Bytes out;
+  ASSERT_EQ(run(from_client(40000, 0x02), out).action, Action::kTransmit);
+  const int b = backend_of(conns_->find({kClient, kVip, 40000, 80, 6})->backend_addr);
+  // The backend answered the client directly (VIP:80 -> client); a router says it is too big.
+  const Bytes direct = tcp(kGatewayMac, kBackendMac[b], kVip, kClient, 80, 40000, 0x10, 63, test::pattern(1400));
+  const Bytes in = icmp_error(kNorthMac, kGatewayMac, kGateway, kVip, 3, 4, 1300, direct);
+  const auto v = run(in, out);
+  ASSERT_EQ(v.action, Action::kTransmit);
+  EXPECT_EQ(v.port, 1);
+  EXPECT_EQ(v.event, Handled::kLbIcmpForwarded);
+  EXPECT_EQ(out, icmp_error(kBackendMac[b], kSouthMac, kGateway, kVip, 3, 4, 1300, direct));
+}
+
+TEST_F(ForwarderTest, IcmpErrorsAboutNothingKnown) {
+  set_service(ForwardMode::kNat, three());
+  Bytes out;
+  const Bytes unknown = tcp(kGatewayMac, kNorthMac, kVip, kClient, 80, 41000, 0x12);
+  auto v = run(icmp_error(kNorthMac, kGatewayMac, kGateway, kVip, 3, 4, 1400, unknown), out);
+  EXPECT_EQ(v.action, Action::kDrop);
+  EXPECT_EQ(v.reason, DropReason::kLbIcmpNoConnection);
+  // An error about an ICMP message, sent to the VIP: nothing to translate.
+  const Bytes echo = test::ethernet(kGatewayMac, kNorthMac, 0x0800,
+                                    test::ipv4({.src = kVip, .dst = kClient, .proto = 1},
+                                               test::icmp_echo(0, 1, 1, test::pattern(8))));
+  v = run(icmp_error(kNorthMac, kGatewayMac, kGateway, kVip, 3, 1, 0, echo), out);
+  EXPECT_EQ(v.action, Action::kDrop);
+  EXPECT_EQ(v.reason, DropReason::kLbIcmpBadQuote);
+  // Not to a VIP and about no flow: the local stack's.
+  v = run(icmp_error(kNorthMac, kGatewayMac, kGateway, test::ip("10.0.0.1"), 3, 3, 0, unknown), out);
+  EXPECT_EQ(v.action, Action::kNotMine);
+}
+
+TEST_F(ForwarderTest, TunnelAnswersTooBigSegmentsWithFragmentationNeeded) {
+  set_service(ForwardMode::kTunnel, three(80));
+  Bytes out;
+  ASSERT_EQ(run(from_client(40000, 0x02), out).action, Action::kTransmit);
+  // 1500 bytes with DF: 1520 once encapsulated, beyond the south port's MTU of 1500.
+  const Bytes big = tcp(kNorthMac, kGatewayMac, kClient, kVip, 40000, 80, 0x10, 64, test::pattern(1460));
+  auto v = run(big, out);
+  ASSERT_EQ(v.action, Action::kTransmit);
+  EXPECT_EQ(v.port, 0);
+  EXPECT_EQ(v.event, Handled::kLbFragNeededSent);
+  ASSERT_EQ(out.size(), 14u + 576u);  // as much of the datagram as fits in 576 bytes
+  EXPECT_EQ(Bytes(out.begin(), out.begin() + 12), (Bytes{0x02, 0, 0, 0, 0x0a, 0xfe, 0x02, 0, 0, 0, 0x0a, 1}));
+  net::ParsedPacket p;
+  ASSERT_EQ(net::parse_packet(out.data(), static_cast<std::uint32_t>(out.size()), p), net::ParseError::kNone);
+  EXPECT_EQ(p.src.value, kVip);
+  EXPECT_EQ(p.dst.value, kClient);
+  EXPECT_EQ(p.proto, 1);
+  EXPECT_EQ(p.icmp_type, 3);
+  EXPECT_EQ(p.icmp_code, 4);
+  EXPECT_EQ(out[p.l4 + 6] << 8 | out[p.l4 + 7], 1480) << "next-hop MTU: the south MTU less the outer header";
+  EXPECT_EQ(test::ref_checksum(out.data() + p.l4, out.size() - p.l4), 0) << "ICMP checksum";
+  EXPECT_EQ(Bytes(out.begin() + p.l4 + 8, out.end()), Bytes(big.begin() + 14, big.begin() + 14 + 548))
+      << "the quote is the datagram as the client sent it";
+
+  // Without DF the unit neither fragments nor answers: counted.
+  Bytes no_df = big;
+  no_df[14 + 6] = 0;
+  no_df[14 + 10] = no_df[14 + 11] = 0;
+  const auto sum = test::ref_checksum(no_df.data() + 14, 20);
+  no_df[14 + 10] = static_cast<std::uint8_t>(sum >> 8);
+  no_df[14 + 11] = static_cast<std::uint8_t>(sum);
+  v = run(no_df, out);
+  EXPECT_EQ(v.action, Action::kDrop);
+  EXPECT_EQ(v.reason, DropReason::kLbTooBig);
+  // What fits goes through: 1480 bytes become 1500.
+  ASSERT_EQ(run(tcp(kNorthMac, kGatewayMac, kClient, kVip, 40000, 80, 0x10, 64, test::pattern(1440)), out).action,
+            Action::kTransmit);
+  EXPECT_EQ(out.size(), 14u + 1500u);
 }
