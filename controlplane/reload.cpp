@@ -20,7 +20,64 @@ std::string join(const std::vector<net::Ipv4Prefix>& prefixes) {
   return s.empty() ? "none" : s;
 }
 
+std::uint64_t longest_timeout_ms(const conntrack::ConntrackTimeouts& t) {
+  return std::max({t.none_ms, t.syn_sent_ms, t.syn_recv_ms, t.established_ms, t.fin_wait_ms, t.close_wait_ms,
+                   t.last_ack_ms, t.time_wait_ms, t.close_ms, t.udp_ms});
+}
+
 }  // namespace
+
+bool apply_host_addresses(Runtime& rt) {
+  // Called every second: a failure that persists (e.g. more addresses than host_addrs holds) is
+  // logged when it appears or changes, not every time.
+  static std::string last_error;  // control thread only
+  std::string error;
+  const auto host = xdp::host_ipv4_addresses(error);
+  std::string errors;
+  if (!host) {
+    errors = "XDP steering: " + error;
+  } else {
+    for (const auto& s : rt.steering)
+      if (s && !s->set_host_addresses(*host, error))
+        errors += (errors.empty() ? "" : "; ") + s->ifname() + ": " + error;
+  }
+  if (!errors.empty() && errors != last_error)
+    spdlog::error("{} (backends' frames to the host's addresses may be steered away from the kernel)", errors);
+  last_error = errors;
+  return errors.empty();
+}
+
+bool apply_service_steering(Runtime& rt) {
+  bool ok = true;
+  for (std::size_t i = 0; i < rt.steering.size(); ++i) {
+    if (!rt.steering[i]) continue;
+    const auto& port = rt.config.ports[i];
+    std::string error;
+    if (!rt.steering[i]->set_addresses(steered_addresses(port, port.addresses(), *rt.services.get()), error) ||
+        !rt.steering[i]->set_sources(steered_sources(port, *rt.services.get()), error)) {
+      spdlog::error("port {}: {}", port.name, error);
+      ok = false;
+    }
+  }
+  return ok;
+}
+
+void maintain_steering(Runtime& rt) {
+  if (std::none_of(rt.steering.begin(), rt.steering.end(), [](const auto& s) { return s != nullptr; })) return;
+  apply_host_addresses(rt);
+  // Idle beyond the longest conntrack timeout: no connection of the source can be left (its
+  // entry would have expired), plus the granularity of last_seen.
+  const std::uint64_t idle_ns =
+      longest_timeout_ms(rt.config.conntrack.timeouts) * 1'000'000u + 2 * TANDEM_STEER_SEEN_GRANULARITY_NS;
+  for (std::size_t i = 0; i < rt.steering.size(); ++i) {
+    if (!rt.steering[i] || rt.steering[i]->lingering_sources() == 0) continue;
+    std::string error;
+    for (const auto& s : rt.steering[i]->expire_sources(idle_ns, error))
+      spdlog::info("port {}: XDP no longer steers replies from {} (left the configuration, idle)",
+                   rt.config.ports[i].name, s.to_string());
+    if (!error.empty()) spdlog::error("port {}: {}", rt.config.ports[i].name, error);
+  }
+}
 
 std::string resolve_steer_program(const config::Config& c) {
   if (!c.xdp.program.empty()) return c.xdp.program;
@@ -89,17 +146,11 @@ void reload_config(Runtime& rt) {
     if (!table) {
       spdlog::error("services: {}; the running services stay", error);
     } else {
-      // New VIPs are served before XDP steers them; removed ones stop being steered after.
+      // New VIPs, local addresses and backends are served before XDP steers them; removed ones
+      // stop being steered after (removed backends linger while their connections may live).
       rt.services.publish(std::move(table), *rt.rcu);
-      bool ok = true;
-      for (std::size_t i = 0; i < rt.steering.size(); ++i) {
-        if (!rt.steering[i]) continue;
-        const auto addrs = steered_addresses(rt.config.ports[i], rt.config.ports[i].addresses(), *rt.services.get());
-        if (!rt.steering[i]->set_addresses(addrs, error)) {
-          spdlog::error("port {}: {}", rt.config.ports[i].name, error);
-          ok = false;
-        }
-      }
+      apply_host_addresses(rt);
+      const bool ok = apply_service_steering(rt);
       for (const auto& s : next.services)
         spdlog::info("service {}: {}:{}/{} {} with {} backend(s)", s.name, s.vip.to_string(), s.port,
                      config::to_string(s.protocol), conntrack::to_string(s.mode), s.backends.size());

@@ -23,4 +23,18 @@ void reload_config(Runtime& rt);
 // stays: publish old+new to the workers, steer new, publish new.
 bool apply_port_addresses(Runtime& rt, std::size_t port, const std::vector<net::Ipv4Prefix>& next);
 
+// Steers what the services need on every steered port, from the published service table: VIPs
+// and fullnat local addresses (steer_addrs), nat backends' replies (steer_sources). Call after
+// publishing a table with new services and before one without removed ones. Logs failures.
+bool apply_service_steering(Runtime& rt);
+
+// Keeps the XDP programs' host_addrs (where backends' frames are the kernel's) equal to the
+// kernel's current addresses, and retires backend sources that left the configuration once no
+// frame has matched them for longer than the longest conntrack timeout. Cheap when nothing
+// changed; the control thread calls it about once a second, with control_mutex held.
+void maintain_steering(Runtime& rt);
+// The host_addrs part of maintain_steering: the kernel's IPv4 and broadcast addresses (all
+// interfaces) into every steered port's program. False (logged once per new error) on failure.
+bool apply_host_addresses(Runtime& rt);
+
 }  // namespace tandem

@@ -21,14 +21,44 @@ std::unique_ptr<const lb::ServiceTable> build_service_table(const std::vector<co
   return lb::ServiceTable::build(std::move(out), error);
 }
 
-std::vector<net::Ipv4Addr> steered_addresses(const config::PortConfig& port,
-                                             const std::vector<net::Ipv4Prefix>& own,
-                                             const lb::ServiceTable& services) {
-  std::vector<net::Ipv4Addr> out;
-  for (const auto& p : own) out.push_back(p.addr);
-  if (port.role != config::PortRole::kSouth)
-    for (const auto& vip : services.vips())
-      if (std::find(out.begin(), out.end(), vip) == out.end()) out.push_back(vip);
+namespace {
+
+bool faces_backends(const config::PortConfig& port) { return port.role != config::PortRole::kNorth; }
+bool faces_clients(const config::PortConfig& port) { return port.role != config::PortRole::kSouth; }
+
+}  // namespace
+
+std::vector<xdp::SteeredAddress> steered_addresses(const config::PortConfig& port,
+                                                   const std::vector<net::Ipv4Prefix>& own,
+                                                   const lb::ServiceTable& services) {
+  std::vector<xdp::SteeredAddress> out;
+  const auto add = [&](net::Ipv4Addr a, std::uint32_t flags) {
+    const auto it = std::find_if(out.begin(), out.end(), [&](const auto& s) { return s.addr == a; });
+    if (it == out.end())
+      out.push_back({a, flags});
+    else
+      it->flags |= flags;
+  };
+  for (const auto& p : own) add(p.addr, 0);
+  if (faces_clients(port))
+    for (const auto& vip : services.vips()) add(vip, 0);
+  if (faces_backends(port))
+    for (const auto& s : services.services())
+      if (s.mode == conntrack::ForwardMode::kFullNat)
+        for (const auto& local : s.local_addrs) add(local, TANDEM_STEER_FLAG_LOCAL);
+  return out;
+}
+
+std::vector<xdp::SteeredSource> steered_sources(const config::PortConfig& port, const lb::ServiceTable& services) {
+  std::vector<xdp::SteeredSource> out;
+  if (!faces_backends(port)) return out;
+  for (const auto& s : services.services()) {
+    if (s.mode != conntrack::ForwardMode::kNat) continue;
+    for (const auto& b : s.backends)
+      out.push_back({b.addr, s.proto, static_cast<std::uint16_t>(s.port == 0 ? 0 : b.port)});
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
 }
 

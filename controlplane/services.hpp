@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "controlplane/config/config.hpp"
+#include "controlplane/xdp/steering.hpp"
 #include "dataplane/lb/service_table.hpp"
 
 namespace tandem {
@@ -14,10 +15,19 @@ namespace tandem {
 std::unique_ptr<const lb::ServiceTable> build_service_table(const std::vector<config::ServiceConfig>& services,
                                                             std::string& error);
 
-// The addresses XDP steers to the fast path on a port: its own, plus every VIP on a port that
-// faces clients (role north or both).
-std::vector<net::Ipv4Addr> steered_addresses(const config::PortConfig& port,
-                                             const std::vector<net::Ipv4Prefix>& own,
-                                             const lb::ServiceTable& services);
+// The destinations XDP steers to the fast path on a port: its own addresses, every VIP on a
+// port that faces clients (role north or both), and every fullnat local address on a port that
+// faces backends (role south or both), flagged TANDEM_STEER_FLAG_LOCAL (so its traffic counts as
+// steered_reply) even when it is also one of the port's own addresses.
+std::vector<xdp::SteeredAddress> steered_addresses(const config::PortConfig& port,
+                                                   const std::vector<net::Ipv4Prefix>& own,
+                                                   const lb::ServiceTable& services);
+
+// The backend sources XDP steers on a port that faces backends (role south or both): every
+// backend of every nat service, weight 0 (drained) included, as (address, protocol, backend
+// port), port 0 for an all-ports service. fullnat backends are not needed: their replies go to
+// a local address, steered by destination. dsr and tunnel backends answer clients directly.
+// Sorted, distinct; empty on a north port.
+std::vector<xdp::SteeredSource> steered_sources(const config::PortConfig& port, const lb::ServiceTable& services);
 
 }  // namespace tandem

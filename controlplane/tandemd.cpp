@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <optional>
 #include <random>
 #include <cerrno>
 #include <ctime>
@@ -59,6 +60,7 @@ void log_counters(const Runtime& rt, const char* title) {
 void control_loop(Runtime& rt, const sigset_t& signals) {
   std::vector<bool> link_up(rt.ports.size(), false);
   const timespec tick{0, 200'000'000};
+  unsigned ticks = 0;
   while (!rt.stop.load()) {
     const int sig = sigtimedwait(&signals, nullptr, &tick);
     if (sig == SIGINT || sig == SIGTERM) {
@@ -68,6 +70,10 @@ void control_loop(Runtime& rt, const sigset_t& signals) {
     }
     if (sig == SIGUSR1) log_counters(rt, "counters (SIGUSR1)");
     if (sig == SIGHUP) reload_config(rt);
+    if (++ticks % 5 == 0 || sig == SIGHUP) {  // about once a second
+      std::lock_guard lock(rt.control_mutex);
+      maintain_steering(rt);
+    }
     for (std::size_t i = 0; i < rt.ports.size(); ++i) {
       const bool up = dpdk::port_link_up(rt.ports[i].port_id);
       if (up != link_up[i]) spdlog::info("port {}: link {}", rt.config.ports[i].name, up ? "up" : "down");
@@ -92,21 +98,34 @@ bool clear_stale_steering(const config::Config& c) {
   return true;
 }
 
-// Takes over the steering program the PMD attached: fast-path addresses and the blocklist.
+// Takes over the steering program the PMD attached: the host's own addresses (first: they
+// exempt frames from source steering), fast-path addresses, backend sources and the blocklist.
 bool start_steering(Runtime& rt) {
   rt.steering.resize(rt.config.ports.size());
+  std::string error;
+  std::optional<std::vector<net::Ipv4Addr>> host;
+  if (std::any_of(rt.config.ports.begin(), rt.config.ports.end(), [](const auto& p) { return p.xdp_steering; })) {
+    host = xdp::host_ipv4_addresses(error);
+    if (!host) {
+      spdlog::critical("XDP steering: {}", error);
+      return false;
+    }
+  }
   for (std::size_t i = 0; i < rt.config.ports.size(); ++i) {
     const auto& p = rt.config.ports[i];
     if (!p.xdp_steering) continue;
-    std::string error;
     auto s = xdp::Steering::open(p.devarg("iface"), error);
     const auto addrs = steered_addresses(p, p.addresses(), *rt.services.get());
-    if (!s || !s->set_addresses(addrs, error) || !s->set_blocklist(rt.config.xdp.blocklist, error)) {
+    const auto sources = steered_sources(p, *rt.services.get());
+    if (!s || !s->set_host_addresses(*host, error) || !s->set_addresses(addrs, error) ||
+        !s->set_sources(sources, error) || !s->set_blocklist(rt.config.xdp.blocklist, error)) {
       spdlog::critical("port {}: XDP steering: {}", p.name, error);
       return false;
     }
-    spdlog::info("port {}: XDP steering on {} (program id {}): {} address(es), {} blocklist prefix(es)", p.name,
-                 p.devarg("iface"), s->program_id(), addrs.size(), rt.config.xdp.blocklist.size());
+    spdlog::info("port {}: XDP steering on {} (program id {}): {} address(es), {} backend source(s), {} blocklist "
+                 "prefix(es), {} host address(es) exempt",
+                 p.name, p.devarg("iface"), s->program_id(), addrs.size(), sources.size(),
+                 rt.config.xdp.blocklist.size(), host->size());
     rt.steering[i] = std::move(s);
   }
   return true;

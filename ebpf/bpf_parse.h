@@ -19,6 +19,20 @@
 #define TANDEM_IP_MF 0x2000     /* more fragments */
 #define TANDEM_IP_OFFMASK 0x1fff
 
+/* ICMP error types that quote the offending packet (RFC 792). <linux/icmp.h> is not used: it
+ * drags in glibc's headers, which do not build for -target bpf. */
+#define TANDEM_ICMP_DEST_UNREACH 3
+#define TANDEM_ICMP_TIME_EXCEEDED 11
+#define TANDEM_ICMP_PARAMETER_PROBLEM 12
+
+/* The 8 bytes every ICMP message starts with; errors continue with the quoted IPv4 header. */
+struct tandem_icmp_hdr {
+	__u8 type;
+	__u8 code;
+	__be16 checksum;
+	__be32 rest; /* unused, or pointer / next-hop MTU, by type */
+};
+
 /* Ethernet/IPv4 ARP (RFC 826 with htype 1, ptype 0x0800): 28 bytes. The addresses are byte
  * arrays because spa and tpa are not 4-byte aligned in the frame. */
 struct tandem_arp_eth_ipv4 {

@@ -10,10 +10,8 @@ Topology (tandemlab.lb_lab), A, B and the VIP's /24 being three fresh 10.199.x r
                                                                           (dsr and tunnel only)
 
 Per mode (see lb_lab for the routes):
-  nat      backends route back through the unit (default via B.1). The south port runs with
-           xdp_steering = false: the backends' replies are addressed to the client, which is not
-           one of the port's own addresses, so the steering program would pass them to the
-           unit's kernel instead of tandemd; without steering DPDK gets everything on it.
+  nat      backends route back through the unit (default via B.1). The south port's XDP
+           program steers their replies by source (backend address, protocol and port).
   fullnat  the source becomes the unit's local address B.5 (a secondary address of the south
            port, so the steered port takes the replies); the backends have no route to A at all.
   dsr      the backends hold the VIP on lo and answer the client directly, through the client's

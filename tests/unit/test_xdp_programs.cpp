@@ -24,6 +24,8 @@
 #include <cstdio>
 #include <cstdint>
 #include <cstring>
+#include <ctime>
+#include <algorithm>
 #include <iterator>
 #include <optional>
 #include <string>
@@ -52,7 +54,7 @@ constexpr std::uint16_t kIpv4 = 0x0800, kArp = 0x0806, kIpv6 = 0x86dd, kVlan = 0
 std::uint32_t be(const char* dotted) { return htonl(t::ip(dotted)); }  // network order, as in maps
 
 const char* const kSteerNames[] = {"STEER_IPV4", "STEER_ARP", "PASS_IPV4", "PASS_ARP",
-                                   "PASS_OTHER", "PASS_MALFORMED", "DROP_BLOCKED"};
+                                   "PASS_OTHER", "PASS_MALFORMED", "DROP_BLOCKED", "STEER_REPLY"};
 const char* const kDecapNames[] = {"DECAP_DONE", "PASS_NOT_IPIP", "PASS_NOT_VIP", "PASS_MALFORMED", "DROP_ERROR"};
 static_assert(std::size(kSteerNames) == TANDEM_STEER_VERDICT_COUNT);
 static_assert(std::size(kDecapNames) == TANDEM_DECAP_VERDICT_COUNT);
@@ -259,16 +261,45 @@ class SteerTest : public XdpProgramTest {
     blocklist_fd_ = map_fd("blocklist");
     hits_fd_ = map_fd("blocklist_hits");
     xsks_fd_ = map_fd("xsks_map");
+    sources_fd_ = map_fd("steer_sources");
+    host_fd_ = map_fd("host_addrs");
     steer("10.0.0.100");
     steer("10.0.0.101");
   }
 
   const char* name(std::uint32_t v) const override { return kSteerNames[v]; }
 
-  void steer(const char* addr) {
+  void steer(const char* addr, std::uint32_t flags = 0) {
+    const std::uint32_t key = be(addr);
+    const tandem_steer_value value{flags};
+    ASSERT_EQ(bpf_map_update_elem(addrs_fd_, &key, &value, BPF_ANY), 0) << std::strerror(errno);
+  }
+
+  static tandem_steer_source_key source_key(const char* addr, std::uint8_t proto, std::uint16_t port) {
+    tandem_steer_source_key k{};
+    k.addr = be(addr);
+    k.port = htons(port);
+    k.proto = proto;
+    return k;
+  }
+
+  void source(const char* addr, std::uint8_t proto, std::uint16_t port) {
+    const tandem_steer_source_key k = source_key(addr, proto, port);
+    const tandem_steer_source_value v{};
+    ASSERT_EQ(bpf_map_update_elem(sources_fd_, &k, &v, BPF_ANY), 0) << std::strerror(errno);
+  }
+
+  std::uint64_t last_seen(const char* addr, std::uint8_t proto, std::uint16_t port) {
+    const tandem_steer_source_key k = source_key(addr, proto, port);
+    tandem_steer_source_value v{};
+    EXPECT_EQ(bpf_map_lookup_elem(sources_fd_, &k, &v), 0) << std::strerror(errno);
+    return v.last_seen_ns;
+  }
+
+  void host(const char* addr) {
     const std::uint32_t key = be(addr);
     const tandem_steer_value value{};
-    ASSERT_EQ(bpf_map_update_elem(addrs_fd_, &key, &value, BPF_ANY), 0) << std::strerror(errno);
+    ASSERT_EQ(bpf_map_update_elem(host_fd_, &key, &value, BPF_ANY), 0) << std::strerror(errno);
   }
 
   static tandem_lpm_v4_key prefix(const char* addr, std::uint32_t len) {
@@ -309,8 +340,47 @@ class SteerTest : public XdpProgramTest {
     return sum;
   }
 
-  int addrs_fd_ = -1, blocklist_fd_ = -1, hits_fd_ = -1, xsks_fd_ = -1;
+  int addrs_fd_ = -1, blocklist_fd_ = -1, hits_fd_ = -1, xsks_fd_ = -1, sources_fd_ = -1, host_fd_ = -1;
 };
+
+// A TCP or UDP segment from src:sport to dst:dport in an Ethernet frame.
+Bytes l4_frame(std::uint8_t proto, const char* src, std::uint16_t sport, const char* dst, std::uint16_t dport,
+               std::uint16_t flags_frag = 0x4000) {
+  const Bytes l4 = proto == 6 ? t::tcp(t::ip(src), t::ip(dst), sport, dport, 0x12, t::pattern(20))
+                              : t::udp(t::ip(src), t::ip(dst), sport, dport, t::pattern(20));
+  t::Ipv4Fields f;
+  f.src = t::ip(src);
+  f.dst = t::ip(dst);
+  f.proto = proto;
+  f.flags_frag = flags_frag;
+  return t::ethernet(kUnitMac, kPeerMac, kIpv4, t::ipv4(f, l4));
+}
+
+// An ICMP error (type/code) from `from` to `to` quoting `quoted_len` bytes of the packet
+// inner_src:sport -> inner_dst:dport (TCP or UDP), as RFC 792 has it: IPv4 header + 8 bytes.
+Bytes icmp_error_frame(std::uint8_t type, std::uint8_t code, const char* from, const char* to, std::uint8_t proto,
+                       const char* inner_src, std::uint16_t sport, const char* inner_dst, std::uint16_t dport,
+                       std::size_t quoted_len = 28, const Bytes& inner_options = {}) {
+  const Bytes l4 = proto == 6 ? t::tcp(t::ip(inner_src), t::ip(inner_dst), sport, dport, 0x18, t::pattern(100))
+                              : t::udp(t::ip(inner_src), t::ip(inner_dst), sport, dport, t::pattern(100));
+  t::Ipv4Fields inner;
+  inner.src = t::ip(inner_src);
+  inner.dst = t::ip(inner_dst);
+  inner.proto = proto;
+  inner.options = inner_options;
+  const Bytes quoted_packet = t::ipv4(inner, l4);
+  Bytes icmp = {type, code, 0, 0, 0, 0, 0, 0};
+  icmp.insert(icmp.end(), quoted_packet.begin(),
+              quoted_packet.begin() + static_cast<std::ptrdiff_t>(std::min(quoted_len, quoted_packet.size())));
+  const std::uint16_t sum = t::ref_checksum(icmp);
+  icmp[2] = static_cast<std::uint8_t>(sum >> 8);
+  icmp[3] = static_cast<std::uint8_t>(sum);
+  t::Ipv4Fields f;
+  f.src = t::ip(from);
+  f.dst = t::ip(to);
+  f.proto = 1;
+  return t::ethernet(kUnitMac, kPeerMac, kIpv4, t::ipv4(f, icmp));
+}
 
 TEST_F(SteerTest, Ipv4ToFastPathAddressIsSteered) {
   // XDP_PASS is bpf_redirect_map's fallback (no XSK in xsks_map); the counter tells.
@@ -333,7 +403,7 @@ TEST_F(SteerTest, Ipv4ToFastPathAddressIsSteered) {
 TEST_F(SteerTest, Ipv4ToOtherAddressesPasses) {
   expect_untouched(ipv4_frame("192.168.1.7", "10.0.0.1"), XDP_PASS, TANDEM_PASS_IPV4);
   expect_untouched(ipv4_frame("192.168.1.7", "10.0.0.102", 6), XDP_PASS, TANDEM_PASS_IPV4);
-  // Steering is by destination only: a fast-path address as source does not steer.
+  // A fast-path address as source does not steer (only backends in steer_sources do).
   expect_untouched(ipv4_frame("10.0.0.100", "10.0.0.1"), XDP_PASS, TANDEM_PASS_IPV4);
   expect_untouched(ipv4_frame("192.168.1.7", "255.255.255.255"), XDP_PASS, TANDEM_PASS_IPV4);
 }
@@ -492,10 +562,175 @@ TEST_F(SteerTest, SteeredFramesAreRedirectedToTheQueuesXsk) {
   ASSERT_EQ(bpf_map_update_elem(xsks_fd_, &queue, &fd, BPF_ANY), 0) << std::strerror(errno);
   expect_untouched(ipv4_frame("192.168.1.7", "10.0.0.100"), XDP_REDIRECT, TANDEM_STEER_IPV4);
   expect_untouched(arp_frame(1, "10.0.0.7", "10.0.0.101"), XDP_REDIRECT, TANDEM_STEER_ARP);
+  source("10.1.0.21", 6, 8080);
+  expect_untouched(l4_frame(6, "10.1.0.21", 8080, "198.51.100.7", 40000), XDP_REDIRECT, TANDEM_STEER_REPLY);
+  expect_untouched(l4_frame(6, "10.1.0.21", 22, "198.51.100.7", 40000), XDP_PASS, TANDEM_PASS_IPV4);
   expect_untouched(ipv4_frame("192.168.1.7", "10.0.0.1"), XDP_PASS, TANDEM_PASS_IPV4);
   expect_untouched(arp_frame(1, "10.0.0.7", "10.0.0.1"), XDP_PASS, TANDEM_PASS_ARP);
   block("192.0.2.0", 24, 1);
   expect_untouched(ipv4_frame("192.0.2.1", "10.0.0.100"), XDP_DROP, TANDEM_DROP_BLOCKED);
+}
+
+// ---- steer.bpf.c: backends' replies (steer_sources, host_addrs, local addresses) -----------
+
+constexpr std::uint8_t kTcp = 6, kUdp = 17;
+
+TEST_F(SteerTest, NatReplyFromASteeredBackendIsSteered) {
+  source("10.1.0.21", kTcp, 8080);
+  source("10.1.0.21", kUdp, 5353);
+  source("10.1.0.22", kTcp, 8080);
+  // backend:port -> client, any client address: the reply of a nat connection.
+  expect_untouched(l4_frame(kTcp, "10.1.0.21", 8080, "198.51.100.7", 40000), XDP_PASS, TANDEM_STEER_REPLY);
+  expect_untouched(l4_frame(kTcp, "10.1.0.22", 8080, "203.0.113.200", 1024), XDP_PASS, TANDEM_STEER_REPLY);
+  expect_untouched(l4_frame(kUdp, "10.1.0.21", 5353, "198.51.100.7", 33333), XDP_PASS, TANDEM_STEER_REPLY);
+  // Only TCP and UDP headers need to be there (4 bytes of ports; no checksum looked at).
+  const Bytes reply = l4_frame(kTcp, "10.1.0.21", 8080, "198.51.100.7", 40000);
+  expect_untouched(first(reply, 14 + 20 + 4), XDP_PASS, TANDEM_STEER_REPLY);
+  // The match refreshed last_seen (CLOCK_MONOTONIC, as user space reads it).
+  timespec now{};
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  const std::uint64_t now_ns = static_cast<std::uint64_t>(now.tv_sec) * 1'000'000'000u + now.tv_nsec;
+  const std::uint64_t seen = last_seen("10.1.0.21", kTcp, 8080);
+  EXPECT_GT(seen, 0u);
+  EXPECT_LE(seen, now_ns);
+  EXPECT_EQ(last_seen("10.1.0.21", kUdp, 5353) > 0, true);
+}
+
+TEST_F(SteerTest, OtherTrafficOfABackendHostPasses) {
+  source("10.1.0.21", kTcp, 8080);
+  // Another port, another protocol, another host, the ports reversed (traffic TO the service).
+  expect_untouched(l4_frame(kTcp, "10.1.0.21", 22, "198.51.100.7", 40000), XDP_PASS, TANDEM_PASS_IPV4);
+  expect_untouched(l4_frame(kUdp, "10.1.0.21", 8080, "198.51.100.7", 40000), XDP_PASS, TANDEM_PASS_IPV4);
+  expect_untouched(l4_frame(kTcp, "10.1.0.23", 8080, "198.51.100.7", 40000), XDP_PASS, TANDEM_PASS_IPV4);
+  expect_untouched(l4_frame(kTcp, "10.1.0.21", 40000, "198.51.100.7", 8080), XDP_PASS, TANDEM_PASS_IPV4);
+  expect_untouched(l4_frame(kTcp, "198.51.100.7", 40000, "10.1.0.21", 8080), XDP_PASS, TANDEM_PASS_IPV4);
+  // Ping from a backend (not an error message).
+  expect_untouched(ipv4_frame("10.1.0.21", "198.51.100.7", 1, t::icmp_echo(8, 1, 1, t::pattern(56))), XDP_PASS,
+                   TANDEM_PASS_IPV4);
+  // Other protocols (GRE) from the backend.
+  expect_untouched(ipv4_frame("10.1.0.21", "198.51.100.7", 47), XDP_PASS, TANDEM_PASS_IPV4);
+  EXPECT_EQ(last_seen("10.1.0.21", kTcp, 8080), 0u);
+}
+
+TEST_F(SteerTest, AllPortsBackendMatchesEveryPortOfItsProtocol) {
+  source("10.1.0.21", kUdp, 0);
+  expect_untouched(l4_frame(kUdp, "10.1.0.21", 53, "198.51.100.7", 40000), XDP_PASS, TANDEM_STEER_REPLY);
+  expect_untouched(l4_frame(kUdp, "10.1.0.21", 65535, "198.51.100.7", 1), XDP_PASS, TANDEM_STEER_REPLY);
+  expect_untouched(l4_frame(kTcp, "10.1.0.21", 53, "198.51.100.7", 40000), XDP_PASS, TANDEM_PASS_IPV4);
+}
+
+TEST_F(SteerTest, BackendFramesToTheHostItselfPass) {
+  source("10.1.0.21", kTcp, 8080);
+  host("10.1.0.3");    // the unit kernel's address on the port
+  host("10.1.0.255");  // its broadcast address
+  host("192.168.50.1");  // an address on another interface
+  // The reply to the unit's own health check of backend:8080, and other host-bound frames.
+  expect_untouched(l4_frame(kTcp, "10.1.0.21", 8080, "10.1.0.3", 50000), XDP_PASS, TANDEM_PASS_IPV4);
+  expect_untouched(l4_frame(kTcp, "10.1.0.21", 8080, "192.168.50.1", 50000), XDP_PASS, TANDEM_PASS_IPV4);
+  expect_untouched(l4_frame(kTcp, "10.1.0.21", 8080, "10.1.0.255", 50000), XDP_PASS, TANDEM_PASS_IPV4);
+  // Multicast and limited broadcast are nobody's client.
+  expect_untouched(l4_frame(kTcp, "10.1.0.21", 8080, "224.0.0.251", 8080), XDP_PASS, TANDEM_PASS_IPV4);
+  expect_untouched(l4_frame(kTcp, "10.1.0.21", 8080, "239.255.255.255", 8080), XDP_PASS, TANDEM_PASS_IPV4);
+  expect_untouched(l4_frame(kTcp, "10.1.0.21", 8080, "255.255.255.255", 8080), XDP_PASS, TANDEM_PASS_IPV4);
+  // The destination rule comes first: a fast-path address is steered whatever the source.
+  expect_untouched(l4_frame(kTcp, "10.1.0.21", 8080, "10.0.0.100", 50000), XDP_PASS, TANDEM_STEER_IPV4);
+  // A client elsewhere: still a reply.
+  expect_untouched(l4_frame(kTcp, "10.1.0.21", 8080, "10.1.0.4", 50000), XDP_PASS, TANDEM_STEER_REPLY);
+}
+
+TEST_F(SteerTest, FragmentedOrTruncatedBackendFramesPass) {
+  source("10.1.0.21", kUdp, 5353);
+  // The fast path does not reassemble, and non-first fragments carry no ports.
+  expect_untouched(l4_frame(kUdp, "10.1.0.21", 5353, "198.51.100.7", 40000, 0x2000), XDP_PASS, TANDEM_PASS_IPV4);
+  expect_untouched(l4_frame(kUdp, "10.1.0.21", 5353, "198.51.100.7", 40000, 0x0010), XDP_PASS, TANDEM_PASS_IPV4);
+  // DF alone, or the reserved bit, is no fragment.
+  expect_untouched(l4_frame(kUdp, "10.1.0.21", 5353, "198.51.100.7", 40000, 0x8000), XDP_PASS, TANDEM_STEER_REPLY);
+  // Fewer than 4 bytes after the IPv4 header: no ports to match.
+  const Bytes reply = l4_frame(kUdp, "10.1.0.21", 5353, "198.51.100.7", 40000);
+  expect_untouched(first(reply, 14 + 20 + 3), XDP_PASS, TANDEM_PASS_IPV4);
+  expect_untouched(reply, XDP_PASS, TANDEM_PASS_IPV4, 0, 14 + 20 + 3);  // ports beyond the linear part
+  // With IPv4 options the ports are found after them.
+  t::Ipv4Fields f;
+  f.src = t::ip("10.1.0.21");
+  f.dst = t::ip("198.51.100.7");
+  f.proto = kUdp;
+  f.options = Bytes(40, 0x01);
+  const Bytes with_options = t::ethernet(
+      kUnitMac, kPeerMac, kIpv4, t::ipv4(f, t::udp(f.src, f.dst, 5353, 40000, t::pattern(8))));
+  expect_untouched(with_options, XDP_PASS, TANDEM_STEER_REPLY);
+  expect_untouched(first(with_options, 14 + 60 + 3), XDP_PASS, TANDEM_PASS_IPV4);
+}
+
+TEST_F(SteerTest, IcmpErrorsAboutABackendsServiceAreSteered) {
+  source("10.1.0.21", kTcp, 8080);
+  source("10.1.0.21", kUdp, 5353);
+  // From the backend (port unreachable, fragmentation needed) or from a router in front of it,
+  // to the client, quoting the client's packet to backend:port.
+  expect_untouched(icmp_error_frame(3, 3, "10.1.0.21", "198.51.100.7", kUdp, "198.51.100.7", 40000, "10.1.0.21", 5353),
+                   XDP_PASS, TANDEM_STEER_REPLY);
+  expect_untouched(icmp_error_frame(3, 4, "10.1.0.21", "198.51.100.7", kTcp, "198.51.100.7", 40000, "10.1.0.21", 8080),
+                   XDP_PASS, TANDEM_STEER_REPLY);
+  expect_untouched(icmp_error_frame(11, 0, "10.1.0.1", "198.51.100.7", kTcp, "198.51.100.7", 40000, "10.1.0.21", 8080),
+                   XDP_PASS, TANDEM_STEER_REPLY);
+  expect_untouched(icmp_error_frame(12, 0, "10.1.0.21", "198.51.100.7", kTcp, "198.51.100.7", 40000, "10.1.0.21",
+                                    8080, 28 + 4, {0x01, 0x01, 0x01, 0x00}),
+                   XDP_PASS, TANDEM_STEER_REPLY);  // quoted header with options
+  // A longer quote (RFC 1812 routers quote more) changes nothing.
+  expect_untouched(icmp_error_frame(3, 1, "10.1.0.21", "198.51.100.7", kTcp, "198.51.100.7", 40000, "10.1.0.21", 8080,
+                                    120),
+                   XDP_PASS, TANDEM_STEER_REPLY);
+  // About another port or protocol of the backend, or a packet the backend sent (the backend
+  // as quoted source): the kernel's.
+  expect_untouched(icmp_error_frame(3, 3, "10.1.0.21", "198.51.100.7", kUdp, "198.51.100.7", 40000, "10.1.0.21", 53),
+                   XDP_PASS, TANDEM_PASS_IPV4);
+  expect_untouched(icmp_error_frame(3, 3, "10.1.0.21", "198.51.100.7", kTcp, "198.51.100.7", 40000, "10.1.0.21", 5353),
+                   XDP_PASS, TANDEM_PASS_IPV4);
+  expect_untouched(icmp_error_frame(3, 3, "10.1.0.1", "198.51.100.7", kTcp, "10.1.0.21", 8080, "198.51.100.7", 40000),
+                   XDP_PASS, TANDEM_PASS_IPV4);
+  // Not an error (redirect, echo reply), or a quote cut before the ports: the kernel's.
+  expect_untouched(icmp_error_frame(5, 1, "10.1.0.21", "198.51.100.7", kTcp, "198.51.100.7", 40000, "10.1.0.21", 8080),
+                   XDP_PASS, TANDEM_PASS_IPV4);
+  expect_untouched(icmp_error_frame(0, 0, "10.1.0.21", "198.51.100.7", kTcp, "198.51.100.7", 40000, "10.1.0.21", 8080),
+                   XDP_PASS, TANDEM_PASS_IPV4);
+  expect_untouched(icmp_error_frame(3, 3, "10.1.0.21", "198.51.100.7", kUdp, "198.51.100.7", 40000, "10.1.0.21", 5353,
+                                    20 + 3),
+                   XDP_PASS, TANDEM_PASS_IPV4);
+  expect_untouched(icmp_error_frame(3, 3, "10.1.0.21", "198.51.100.7", kUdp, "198.51.100.7", 40000, "10.1.0.21", 5353,
+                                    19),
+                   XDP_PASS, TANDEM_PASS_IPV4);
+  // An error to the host itself (about the unit's own health check) is the kernel's.
+  host("10.1.0.3");
+  expect_untouched(icmp_error_frame(3, 3, "10.1.0.21", "10.1.0.3", kUdp, "10.1.0.3", 40000, "10.1.0.21", 5353),
+                   XDP_PASS, TANDEM_PASS_IPV4);
+}
+
+TEST_F(SteerTest, FullnatLocalAddressIsSteeredAsReply) {
+  steer("10.1.0.5", TANDEM_STEER_FLAG_LOCAL);
+  // backend -> local address: whatever the protocol, port or fragment.
+  expect_untouched(l4_frame(kTcp, "10.1.0.21", 8080, "10.1.0.5", 1025), XDP_PASS, TANDEM_STEER_REPLY);
+  expect_untouched(l4_frame(kUdp, "10.1.0.22", 53, "10.1.0.5", 4000, 0x2000), XDP_PASS, TANDEM_STEER_REPLY);
+  expect_untouched(ipv4_frame("10.1.0.21", "10.1.0.5", 1, t::icmp_echo(0, 1, 1, t::pattern(56))), XDP_PASS,
+                   TANDEM_STEER_REPLY);
+  // ARP for it: the fast path answers (the flag only changes how IPv4 is counted).
+  expect_untouched(arp_frame(1, "10.1.0.21", "10.1.0.5"), XDP_PASS, TANDEM_STEER_ARP);
+  // The blocklist still wins.
+  block("10.1.0.22", 32, 9);
+  expect_untouched(l4_frame(kTcp, "10.1.0.22", 8080, "10.1.0.5", 1025), XDP_DROP, TANDEM_DROP_BLOCKED);
+  source("10.1.0.22", kTcp, 8080);
+  expect_untouched(l4_frame(kTcp, "10.1.0.22", 8080, "198.51.100.7", 1025), XDP_DROP, TANDEM_DROP_BLOCKED);
+  // Without the flag the same address counts as an ordinary fast-path address.
+  steer("10.1.0.5");
+  expect_untouched(l4_frame(kTcp, "10.1.0.21", 8080, "10.1.0.5", 1025), XDP_PASS, TANDEM_STEER_IPV4);
+}
+
+TEST_F(SteerTest, SourcesCanChangeWhileAttached) {
+  const Bytes reply = l4_frame(kTcp, "10.1.0.21", 8080, "198.51.100.7", 40000);
+  expect_untouched(reply, XDP_PASS, TANDEM_PASS_IPV4);
+  source("10.1.0.21", kTcp, 8080);
+  expect_untouched(reply, XDP_PASS, TANDEM_STEER_REPLY);
+  const tandem_steer_source_key k = source_key("10.1.0.21", kTcp, 8080);
+  ASSERT_EQ(bpf_map_delete_elem(sources_fd_, &k), 0);
+  expect_untouched(reply, XDP_PASS, TANDEM_PASS_IPV4);
 }
 
 TEST_F(SteerTest, CountsEveryRepetition) {

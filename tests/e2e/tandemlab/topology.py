@@ -124,7 +124,8 @@ class LbLab:
 def lb_lab(lab: Lab, mode: str, *, subnet_a: str, subnet_b: str, vip: str,
            n_backends: int = 3, services=(), start: bool = True, mtu_b: int | None = None,
            unit_name: str = "tandem-a", warm: bool = True, ready_timeout: float = 30.0,
-           queues: int = 1, driver: str = "af_xdp", **config_kw) -> LbLab:
+           queues: int = 1, driver: str = "af_xdp", south_xdp_steering: bool | None = None,
+           **config_kw) -> LbLab:
     """A load-balancing lab for one forwarding mode:
 
         [client] cli<tag> A.1 ──veth── north<tag> [unit: tandemd north0 A.2 (role north)
@@ -138,11 +139,11 @@ def lb_lab(lab: Lab, mode: str, *, subnet_a: str, subnet_b: str, vip: str,
     A = subnet_a, B = subnet_b ("10.199.N" strings, /24). The client reaches the VIP through a
     route via the unit's north address (the unit does not answer ARP for VIPs). The backends:
       nat      default route via the unit's south address B.1: replies must cross the unit to
-               be translated back. The south port has xdp_steering = false: the replies are
-               addressed to the client, which is not one of the port's own addresses, so a
-               steered port would hand them to the unit's kernel instead of tandemd.
+               be translated back. With XDP steering on the south port, the program steers
+               them by their source (backend address, protocol and port: steer_sources).
       fullnat  no route to A at all (they only ever answer the unit's local address B.5, a
-               secondary address of the south port, so the steered port takes the replies).
+               secondary address of the south port so that tandemd answers ARP for it; XDP
+               steers it as a local address).
       dsr      the VIP on lo (arp_ignore=1, arp_announce=2) and a route to A via the client's
                second leg B.100: replies go to the client directly, not through the unit.
       tunnel   as dsr, plus tandem-decap on the backend's interface for the VIP.
@@ -158,6 +159,8 @@ def lb_lab(lab: Lab, mode: str, *, subnet_a: str, subnet_b: str, vip: str,
     that an encapsulated full-size segment (+20 bytes) fits. warm: each backend pings the unit's
     south address and the client its north address before returning, so tandemd has learnt
     their MACs (from their ARP requests) and the first packets are not dropped as unresolved.
+    south_xdp_steering: the south port's xdp_steering (None: tandemd's default, on for af_xdp;
+    False: the PMD's default program hands DPDK every frame of the south interface).
     config_kw go to UnitConfig."""
     if mode not in LB_MODES:
         raise ValueError(f"mode must be one of {LB_MODES}")
@@ -210,8 +213,8 @@ def lb_lab(lab: Lab, mode: str, *, subnet_a: str, subnet_b: str, vip: str,
 
     local_address = f"{subnet_b}.5" if mode == "fullnat" else None
     south_kw: dict = {}
-    if mode == "nat" and driver == "af_xdp":
-        south_kw["xdp_steering"] = False
+    if south_xdp_steering is not None and driver == "af_xdp":
+        south_kw["xdp_steering"] = south_xdp_steering
     if local_address:
         south_kw["secondary_addresses"] = [f"{local_address}/24"]
     if mtu_b:
