@@ -21,34 +21,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests" / "e2e"))
-from tandemlab.telemetry import TelemetryError, telemetry  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlib import EAL_COMMON, REPO, start, stop, telemetry, wait_for_port  # noqa: E402
 
 RECEIVER_MAC = "02:00:00:00:00:02"
-EAL_COMMON = ["--no-huge", "--no-pci", "-m", "512"]
-
-
-def start(cmd: list[str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log.open("w"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def stop(p: subprocess.Popen) -> None:
-    if p.poll() is None:
-        p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(10)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
 
 
 def start_generator(work: Path, sock: Path, prefix: str, procs: list) -> subprocess.Popen:
@@ -71,19 +53,6 @@ def start_receiver(cmd: list[str], log: Path, prefix: str, procs: list) -> subpr
     procs.append(p)
     wait_for_port(prefix, proc=p)
     return p
-
-
-def wait_for_port(prefix: str, timeout: float = 20.0, proc: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"{prefix}: exited with status {proc.returncode}")
-        try:
-            telemetry("/ethdev/stats,0", prefix)
-            return
-        except (TelemetryError, OSError):
-            time.sleep(0.2)
-    raise RuntimeError(f"{prefix}: no ethdev telemetry after {timeout}s")
 
 
 def ipackets(prefix: str) -> tuple[float, int]:
