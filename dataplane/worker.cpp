@@ -12,6 +12,7 @@
 #include <rte_prefetch.h>
 #include <rte_ring.h>
 
+#include "dataplane/huge_page_memory.hpp"
 #include "dataplane/lb/flow_owner.hpp"
 #include "dataplane/net/arp.hpp"
 
@@ -25,8 +26,8 @@ constexpr std::size_t kMaxProbesPerTick = 32;
 constexpr unsigned kInboxSize = 1024;
 // Frames handed to this worker by the others: a few bursts from each at line rate.
 constexpr unsigned kHandoffRingSize = 4096;
-// Connections examined per 10 ms tick: the whole table about once a second, so an entry
-// outlives its timeout by at most ~1 s and expiry keeps up with the table's turnover.
+// Connections examined per 10 ms tick: the used part of the table about once a second, so an
+// entry outlives its timeout by at most ~1 s and expiry keeps up with the turnover.
 constexpr std::size_t kSweepsPerSecond = 1;
 constexpr std::size_t kMinExpirePerTick = 256;
 
@@ -40,8 +41,7 @@ std::uint64_t now_ms() {
 Worker::Worker(unsigned index, const WorkerSettings& settings, const std::vector<WorkerPort>& ports,
                const neigh::NeighbourConfig& neighbour_config, const conntrack::ConnTableConfig& conn_config,
                const WorkerShared& shared)
-    : index_(index), settings_(settings), ports_(ports), shared_(shared), conns_(conn_config),
-      expire_per_tick_(std::max(kMinExpirePerTick, conns_.capacity() * kSweepsPerSecond * kPeriodicMs / 1000)) {
+    : index_(index), settings_(settings), ports_(ports), shared_(shared), conns_(conn_config, &huge_page_memory()) {
   if (settings_.burst_size > kMaxBurst) settings_.burst_size = kMaxBurst;
   for (WorkerPort& p : ports_) {
     std::uint16_t mtu = 1500;
@@ -136,19 +136,12 @@ void Worker::poll_port(std::size_t port_index, std::uint64_t now, std::uint32_t&
                                            static_cast<std::uint16_t>(settings_.burst_size));
   if (n == 0) return;
   received += n;
-
-  lb::LbContext lb = lb_context(now);
   std::uint64_t rx_bytes = 0;
-  for (std::uint16_t i = 0; i < n; ++i) {
-    if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(rx[i + 1], void*));
-    rx_bytes += rx[i]->pkt_len;
-    handle_frame(port_index, rx[i], lb, now, true);
-  }
+  for (std::uint16_t i = 0; i < n; ++i) rx_bytes += rx[i]->pkt_len;
   pc.rx_packets.add(n);
   pc.rx_bytes.add(rx_bytes);
-  free_done();
+  process_burst(rx.data(), n, port_index, now, true);
   flush_handoff();
-  flush_tx();
 }
 
 void Worker::poll_handoff(std::uint64_t now, std::uint32_t& received) {
@@ -158,10 +151,40 @@ void Worker::poll_handoff(std::uint64_t now, std::uint32_t& received) {
                                                settings_.burst_size, nullptr);
   if (n == 0) return;
   received += n;
+  process_burst(rx.data(), n, std::nullopt, now, false);
+}
+
+void Worker::process_burst(rte_mbuf** pkts, unsigned n, std::optional<std::size_t> port_index, std::uint64_t now,
+                           bool may_hand_off) {
   lb::LbContext lb = lb_context(now);
+  const bool balancing = !lb.services->services().empty();
+  if (balancing) {
+    // Parse the whole burst first and start fetching each flow's index line, then its entry:
+    // the cache misses of the burst's lookups overlap instead of queueing one after another
+    // (the staged lookup of conn_table.hpp; the lookup itself happens in lb_forward).
+    for (unsigned i = 0; i < n; ++i) {
+      if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void*));
+      const rte_mbuf* m = pkts[i];
+      Staged& st = staged_[i];
+      st.tracked = false;
+      if (m->nb_segs != 1) continue;  // handle_frame drops it
+      const bool ip_ok = (m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) == RTE_MBUF_F_RX_IP_CKSUM_GOOD;
+      st.err = net::parse_packet(rte_pktmbuf_mtod(m, const std::uint8_t*), m->data_len, st.pkt, ip_ok);
+      if (st.err == net::ParseError::kNone &&
+          (st.pkt.proto == net::ipv4::kProtoTcp || st.pkt.proto == net::ipv4::kProtoUdp)) {
+        st.conn_hash = conns_.hash({.src_addr = st.pkt.src.value, .dst_addr = st.pkt.dst.value,
+                                    .src_port = st.pkt.sport, .dst_port = st.pkt.dport, .proto = st.pkt.proto});
+        conns_.prefetch(st.conn_hash);
+        st.tracked = true;
+      }
+    }
+    for (unsigned i = 0; i < n; ++i)
+      if (staged_[i].tracked) conns_.prefetch_entry(staged_[i].conn_hash);
+  }
   for (unsigned i = 0; i < n; ++i) {
-    if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(rx[i + 1], void*));
-    handle_frame(port_index_of(rx[i]->port), rx[i], lb, now, false);
+    if (!balancing && i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void*));
+    handle_frame(port_index ? *port_index : port_index_of(pkts[i]->port), pkts[i], balancing ? &staged_[i] : nullptr,
+                 lb, now, may_hand_off);
   }
   free_done();
   flush_tx();
@@ -173,7 +196,7 @@ std::size_t Worker::port_index_of(std::uint16_t port_id) const {
   return 0;  // not reached: only frames received on our ports are handed over
 }
 
-void Worker::handle_frame(std::size_t port_index, rte_mbuf* m, lb::LbContext& lb, std::uint64_t now,
+void Worker::handle_frame(std::size_t port_index, rte_mbuf* m, Staged* staged, lb::LbContext& lb, std::uint64_t now,
                           bool may_hand_off) {
   if (m->nb_segs != 1) {  // headers and ICMP payload are read from one segment
     counters_.drop(DropReason::kMultiSegment);
@@ -183,10 +206,9 @@ void Worker::handle_frame(std::size_t port_index, rte_mbuf* m, lb::LbContext& lb
   std::uint8_t* data = rte_pktmbuf_mtod(m, std::uint8_t*);
 
   // Load balancing first: traffic to a VIP, and backends' replies of tracked connections.
-  if (!lb.services->services().empty()) {
-    net::ParsedPacket pkt;
-    const bool ip_ok = (m->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) == RTE_MBUF_F_RX_IP_CKSUM_GOOD;
-    const net::ParseError perr = net::parse_packet(data, m->data_len, pkt, ip_ok);
+  if (staged) {
+    net::ParsedPacket& pkt = staged->pkt;
+    const net::ParseError perr = staged->err;
     if (perr == net::ParseError::kNone && rte_pktmbuf_headroom(m) >= lb::kIpipOverhead) {
       if (may_hand_off && lb.workers > 1) {
         const auto owner = lb::packet_owner(data, m->data_len, pkt, *lb.services, lb.workers);
@@ -300,7 +322,8 @@ void Worker::periodic(std::uint64_t now) {
     const std::size_t n = neighbours_[p].maintain(now, probes);
     for (std::size_t i = 0; i < n; ++i) send_arp_request(p, probes[i]);
   }
-  conns_.expire(now, expire_per_tick_);
+  // The part of the table ever used, about once a second (conn_table.hpp: extent()).
+  conns_.expire(now, std::max(kMinExpirePerTick, conns_.extent() * kSweepsPerSecond * kPeriodicMs / 1000));
   if (now >= next_snapshot_ms_) {
     publish_snapshot(now);
     next_snapshot_ms_ = now + kSnapshotMs;

@@ -95,9 +95,20 @@ class Worker {
   void poll_port(std::size_t port_index, std::uint64_t now_ms, std::uint32_t& received);
   // Frames other workers received for flows this worker owns (lb/flow_owner.hpp).
   void poll_handoff(std::uint64_t now_ms, std::uint32_t& received);
-  // One received frame: load balancing, else the local stack. A frame of a flow another worker
-  // owns is handed to it, unless it was handed over already (`may_hand_off` false).
-  void handle_frame(std::size_t port_index, rte_mbuf* m, lb::LbContext& lb, std::uint64_t now_ms,
+  // A frame of the burst as the first pass parsed it (process_burst).
+  struct Staged {
+    net::ParsedPacket pkt;
+    net::ParseError err = net::ParseError::kNone;
+    bool tracked = false;  // TCP/UDP: its connection lookup was prefetched
+    std::uint64_t conn_hash = 0;
+  };
+  // A burst received on `port_index` (nullopt: each frame's own port, for frames handed over).
+  void process_burst(rte_mbuf** pkts, unsigned n, std::optional<std::size_t> port_index, std::uint64_t now_ms,
+                     bool may_hand_off);
+  // One received frame: load balancing (when there are services: `staged` is then its parse),
+  // else the local stack. A frame of a flow another worker owns is handed to it, unless it was
+  // handed over already (`may_hand_off` false).
+  void handle_frame(std::size_t port_index, rte_mbuf* m, Staged* staged, lb::LbContext& lb, std::uint64_t now_ms,
                     bool may_hand_off);
   void hand_off(unsigned owner, rte_mbuf* m);
   void flush_handoff();
@@ -121,7 +132,6 @@ class Worker {
   std::vector<neigh::NeighbourTable> neighbours_;  // one per port: each port is its own L2 domain
   WorkerShared shared_;
   conntrack::ConnTable conns_;
-  std::size_t expire_per_tick_;
   std::array<lb::LbPort, kMaxPorts> lb_ports_{};
   struct TxQueue {
     std::array<rte_mbuf*, 512> pkts;
@@ -141,6 +151,7 @@ class Worker {
   };
   std::vector<Handoff> handoff_out_;  // indexed by worker index
   std::array<rte_mbuf*, 512> done_;   // frames to free at the end of the burst
+  std::array<Staged, 512> staged_;
   std::uint16_t n_done_ = 0;
   WorkerCounters counters_;
   NeighbourSnapshot snapshot_;

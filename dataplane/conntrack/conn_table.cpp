@@ -132,6 +132,7 @@ ConnInsert ConnTable::insert(const FlowKey& original, const FlowKey& reply, cons
   const std::uint32_t idx = free_head_;
   ConnEntry& e = pool_[idx];
   free_head_ = e.next_free;
+  if (idx >= extent_) extent_ = idx + std::size_t{1};
   e = ConnEntry{
       .client_addr = original.src_addr,
       .vip_addr = original.dst_addr,
@@ -231,6 +232,7 @@ bool ConnTable::check_invariants(std::string* why) const {
       continue;
     }
     ++in_use;
+    if (i >= extent_) return fail("entry in use beyond the swept extent: " + std::to_string(i));
     if (pool_[i].flags & kConnReplyIndexed) ++reply_indexed;
   }
   if (in_use != size_) return fail("size " + std::to_string(size_) + " but " + std::to_string(in_use) + " in use");

@@ -14,7 +14,10 @@
 //          entry; the tag makes comparing against a wrong entry rare.
 //   expiry an incremental sweep over the pool: each expire() call examines a bounded number of
 //          entries from where the last call stopped and frees those idle for longer than the
-//          timeout of their state. No timer work per packet; an entry is freed at most one full
+//          timeout of their state. The free list hands out low indices first and takes freed
+//          entries back on top, so entries in use stay below extent() (one past the highest
+//          index ever used), and the sweep covers only that part: its cost follows the peak
+//          number of connections, not the capacity. No timer work per packet; an entry is freed at most one full
 //          sweep after its deadline, and a packet arriving before the sweep reaches it keeps it.
 // Time is passed in (milliseconds, any monotonic origin).
 #pragma once
@@ -214,6 +217,8 @@ class ConnTable {
   }
 
   std::size_t size() const { return size_; }
+  // One past the highest entry index ever handed out: what a full expiry sweep covers.
+  std::size_t extent() const { return extent_; }
   std::size_t capacity() const { return pool_.size(); }
   std::size_t index_slots() const { return index_.size(); }
   // Bytes allocated for entries and index; divide by capacity() for the cost of a connection.
@@ -259,13 +264,14 @@ class ConnTable {
   std::size_t mask_ = 0;
   std::size_t size_ = 0;
   std::uint32_t free_head_ = kNil;
-  std::size_t sweep_ = 0;  // next pool entry expire() examines
+  std::size_t sweep_ = 0;   // next pool entry expire() examines
+  std::size_t extent_ = 0;  // entries [0, extent_) have been used
   ConnStats stats_;
 };
 
 template <typename Fn>
 std::size_t ConnTable::expire(std::uint64_t now_ms, std::size_t max_examine, Fn&& on_expire) {
-  const std::size_t cap = pool_.size();
+  const std::size_t cap = extent_;
   if (max_examine > cap) max_examine = cap;
   std::size_t n = 0;
   for (std::size_t k = 0; k < max_examine; ++k) {

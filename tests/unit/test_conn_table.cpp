@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <cstring>
+
 #include <algorithm>
 #include <bit>
 #include <random>
@@ -8,6 +10,7 @@
 #include <vector>
 
 #include "dataplane/conntrack/conn_table.hpp"
+#include "dataplane/huge_page_memory.hpp"
 
 using namespace tandem::conntrack;
 
@@ -392,6 +395,24 @@ TEST(ConnTable, EachExpireCallExaminesABoundedNumberOfEntries) {
   expect_consistent(t);
 }
 
+TEST(ConnTable, TheSweepCoversOnlyThePartEverUsed) {
+  // 10 connections in a table of 100 000: the sweep's extent is 10, and churn reuses the same
+  // entries (freed ones go back on top of the free list), so it stays 10.
+  ConnTable t(small(100'000));
+  const std::uint64_t later = 1'000'000'000;
+  for (int round = 0; round < 5; ++round) {
+    for (std::uint16_t i = 0; i < 10; ++i) {
+      const Keys k = nat_keys(1, static_cast<std::uint16_t>(round * 10 + i), 2);
+      ASSERT_EQ(t.insert(k.original, k.reply, params(ForwardMode::kNat), later * round).status, InsertStatus::kInserted);
+    }
+    EXPECT_EQ(t.extent(), 10u) << round;
+    // One call with a budget of 10 examines the whole used part and frees everything.
+    EXPECT_EQ(t.expire(later * (round + 1), 10), 10u) << round;
+    EXPECT_EQ(t.size(), 0u);
+    expect_consistent(t);
+  }
+}
+
 TEST(ConnTable, TheSweepResumesWhereItStopped) {
   // One expired entry at pool position 50 of 100: the sweep reaches it on its sixth call of 10,
   // whatever it finds (or not) before, and never examines more than it was allowed.
@@ -678,4 +699,19 @@ TEST(ConnTable, RandomOperationsAgreeWithAModel) {
   RecordProperty("inserts", std::to_string(n_insert));
   RecordProperty("insert_failed_full", std::to_string(n_full));
   RecordProperty("expired", std::to_string(n_expired));
+}
+
+TEST(HugePageMemory, MappingsAreHugePageAlignedAndServeATable) {
+  tandem::HugePageMemory& mem = tandem::huge_page_memory();
+  void* p = mem.allocate(5u << 20, 64);
+  EXPECT_EQ(reinterpret_cast<std::uintptr_t>(p) % tandem::HugePageMemory::kHugePage, 0u);
+  std::memset(p, 0xab, 5u << 20);  // every byte writable
+  mem.deallocate(p, 5u << 20, 64);
+
+  ConnTable t(small(100'000), &mem);
+  for (std::uint16_t i = 0; i < 1000; ++i) {
+    const Keys k = nat_keys(1, i, 2);
+    ASSERT_EQ(t.insert(k.original, k.reply, params(ForwardMode::kNat), 0).status, InsertStatus::kInserted);
+  }
+  expect_consistent(t);
 }
