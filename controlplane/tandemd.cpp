@@ -260,6 +260,9 @@ int run(config::Config cfg, const std::string& config_path) {
                                                  .hash_seed = std::uint64_t{entropy()} << 32 | entropy()};
     rt.workers.push_back(std::make_unique<dpdk::Worker>(i, ws, worker_ports, c.neighbour, conn_config, shared));
   }
+  spdlog::info("connection table: {} connections per worker, {:.1f} MiB per worker ({} bytes per connection)",
+               rt.workers[0]->conn_capacity(), static_cast<double>(rt.workers[0]->conn_memory_bytes()) / (1 << 20),
+               rt.workers[0]->conn_memory_bytes() / rt.workers[0]->conn_capacity());
   std::vector<dpdk::Worker*> all;
   for (auto& w : rt.workers) all.push_back(w.get());
   for (auto& w : rt.workers) w->set_peers(all);

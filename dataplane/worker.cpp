@@ -218,7 +218,8 @@ void Worker::handle_frame(std::size_t port_index, rte_mbuf* m, Staged* staged, l
         }
       }
       std::uint32_t len = m->data_len;
-      const lb::LbVerdict v = lb::lb_forward(data, len, pkt, lb);
+      lb::LbVerdict& v = verdict_;
+      lb::lb_forward(data, len, pkt, lb, v);
       if (v.new_flow) counters_.count(Handled::kLbNewFlows);
       if (v.action == lb::LbVerdict::Action::kTransmit) {
         if (v.grew_front) rte_pktmbuf_prepend(m, static_cast<std::uint16_t>(lb::kIpipOverhead));

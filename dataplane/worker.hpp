@@ -90,6 +90,9 @@ class Worker {
   const WorkerCounters& counters() const { return counters_; }
   NeighbourSnapshot& neighbour_snapshot() { return snapshot_; }
   unsigned index() const { return index_; }
+  // Fixed at construction, so safe to read from any thread.
+  std::size_t conn_capacity() const { return conns_.capacity(); }
+  std::size_t conn_memory_bytes() const { return conns_.memory_bytes(); }
 
  private:
   void poll_port(std::size_t port_index, std::uint64_t now_ms, std::uint32_t& received);
@@ -152,6 +155,7 @@ class Worker {
   std::vector<Handoff> handoff_out_;  // indexed by worker index
   std::array<rte_mbuf*, 512> done_;   // frames to free at the end of the burst
   std::array<Staged, 512> staged_;
+  lb::LbVerdict verdict_;  // lb_forward's, read field by field (forwarder.hpp)
   std::uint16_t n_done_ = 0;
   WorkerCounters counters_;
   NeighbourSnapshot snapshot_;

@@ -47,8 +47,10 @@ int counters_cmd(const char*, const char*, rte_tel_data* d) {
   // most 200 ms old).
   neigh::NeighStats n;
   conntrack::ConnStats cs;
-  std::uint64_t connections = 0;
+  std::uint64_t connections = 0, capacity = 0, memory = 0;
   for (const auto& w : g_runtime->workers) {
+    capacity += w->conn_capacity();
+    memory += w->conn_memory_bytes();
     auto& snap = w->neighbour_snapshot();
     std::lock_guard snap_lock(snap.mutex);
     n += snap.stats;
@@ -56,6 +58,9 @@ int counters_cmd(const char*, const char*, rte_tel_data* d) {
     connections += snap.connections;
   }
   rte_tel_data_add_dict_u64(d, "conntrack/active", connections);
+  rte_tel_data_add_dict_u64(d, "conntrack/capacity", capacity);
+  rte_tel_data_add_dict_u64(d, "conntrack/memory_bytes", memory);
+  rte_tel_data_add_dict_u64(d, "conntrack/entry_bytes", sizeof(conntrack::ConnEntry));
   rte_tel_data_add_dict_u64(d, "conntrack/created", cs.inserts);
   rte_tel_data_add_dict_u64(d, "conntrack/expired", cs.expired);
   rte_tel_data_add_dict_u64(d, "conntrack/insert_failed_full", cs.insert_failed_full);

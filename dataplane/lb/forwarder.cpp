@@ -15,6 +15,11 @@ using conntrack::ForwardMode;
 
 constexpr int kLocalPortAttempts = 64;
 
+// The per-packet steps are inlined into lb_forward: LbVerdict and Hop returned from a call are
+// spilled and rebuilt byte by byte when the caller amends a field, and the wide reload of those
+// byte stores stalls store forwarding on every packet (seen with perf; see also local_stack.hpp).
+#define TANDEM_HOT_INLINE [[gnu::always_inline]] inline
+
 LbVerdict drop(DropReason r, bool new_flow = false) {
   return {.action = Action::kDrop, .new_flow = new_flow, .reason = r};
 }
@@ -27,31 +32,33 @@ struct Hop {
 // The port that reaches `dst` (directly connected first, else through a port's gateway) and the
 // MAC of the next hop there. An unknown MAC starts its resolution and the packet is dropped:
 // the sender's retransmission finds it resolved.
-std::optional<Hop> next_hop(LbContext& ctx, net::Ipv4Addr dst, DropReason& reason) {
-  std::optional<std::uint8_t> port;
+// Fills `hop` in place (resolve() writes the MAC straight into it): a Hop built and copied out
+// is shuffled through the stack byte by byte.
+TANDEM_HOT_INLINE bool next_hop(LbContext& ctx, net::Ipv4Addr dst, Hop& hop, DropReason& reason) {
+  constexpr std::uint8_t kNone = 0xff;
+  std::uint8_t port = kNone;
   net::Ipv4Addr via = dst;
-  for (std::uint8_t i = 0; i < ctx.ports.size() && !port; ++i) {
+  for (std::uint8_t i = 0; i < ctx.ports.size() && port == kNone; ++i) {
     const LocalInterface& l = *ctx.ports[i].local;
     for (std::uint8_t a = 0; a < l.count; ++a)
       if (l.prefixes[a].length < 32 && l.prefixes[a].contains(dst)) port = i;
   }
-  for (std::uint8_t i = 0; i < ctx.ports.size() && !port; ++i) {
+  for (std::uint8_t i = 0; i < ctx.ports.size() && port == kNone; ++i) {
     if (ctx.ports[i].gateway) {
       port = i;
       via = *ctx.ports[i].gateway;
     }
   }
-  if (!port) {
+  if (port == kNone) {
     reason = DropReason::kLbNoRoute;
-    return std::nullopt;
+    return false;
   }
-  LbPort& out = ctx.ports[*port];
-  net::MacAddr mac;
-  if (out.neighbours->resolve(via, ctx.now_ms, &mac) != neigh::ResolveResult::kKnown) {
+  hop.port = port;
+  if (ctx.ports[port].neighbours->resolve(via, ctx.now_ms, &hop.mac) != neigh::ResolveResult::kKnown) {
     reason = DropReason::kLbUnresolved;
-    return std::nullopt;
+    return false;
   }
-  return Hop{*port, mac};
+  return true;
 }
 
 // A datagram too big for the next hop: "fragmentation needed" back to its sender (RFC 1191;
@@ -61,14 +68,14 @@ LbVerdict too_big(std::uint8_t* frame, std::uint32_t& len, net::ParsedPacket& p,
                   std::optional<net::Ipv4Addr> source, bool new_flow) {
   if (!dont_fragment(frame, p) || !may_send_icmp_error(frame, p)) return drop(DropReason::kLbTooBig, new_flow);
   DropReason reason = DropReason::kCount;
-  const auto back = next_hop(ctx, p.src, reason);
-  if (!back) return drop(reason, new_flow);
-  const LbPort& out = ctx.ports[back->port];
+  Hop back;
+  if (!next_hop(ctx, p.src, back, reason)) return drop(reason, new_flow);
+  const LbPort& out = ctx.ports[back.port];
   const std::size_t n =
-      build_frag_needed(frame, len, p, mtu, source.value_or(out.local->prefixes[0].addr), out.local->mac, back->mac);
+      build_frag_needed(frame, len, p, mtu, source.value_or(out.local->prefixes[0].addr), out.local->mac, back.mac);
   if (n == 0) return drop(DropReason::kLbTooBig, new_flow);
   len = static_cast<std::uint32_t>(n);
-  return {.action = Action::kTransmit, .port = back->port, .new_flow = new_flow, .event = Handled::kLbFragNeededSent};
+  return {.action = Action::kTransmit, .port = back.port, .new_flow = new_flow, .event = Handled::kLbFragNeededSent};
 }
 
 // A local port for a fullnat connection to `backend` that no connection of this worker uses:
@@ -89,33 +96,33 @@ std::optional<std::uint16_t> allocate_local_port(LbContext& ctx, net::Ipv4Addr l
 }
 
 // Sends the rewritten original-direction packet to its backend according to `mode`.
-LbVerdict to_backend(std::uint8_t* frame, std::uint32_t& len, net::ParsedPacket& p, LbContext& ctx, ForwardMode mode,
+TANDEM_HOT_INLINE LbVerdict to_backend(std::uint8_t* frame, std::uint32_t& len, net::ParsedPacket& p, LbContext& ctx, ForwardMode mode,
                      net::Ipv4Addr backend, std::uint16_t backend_port, net::Ipv4Addr local, std::uint16_t local_port,
                      bool new_flow) {
   DropReason reason = DropReason::kCount;
-  const auto hop = next_hop(ctx, backend, reason);
-  if (!hop) return drop(reason, new_flow);
+  Hop hop;
+  if (!next_hop(ctx, backend, hop, reason)) return drop(reason, new_flow);
   const std::uint32_t overhead = mode == ForwardMode::kTunnel ? kIpipOverhead : 0;
-  const std::uint16_t mtu = ctx.ports[hop->port].mtu;
+  const std::uint16_t mtu = ctx.ports[hop.port].mtu;
   if (p.ip_len + overhead > mtu)
     return too_big(frame, len, p, ctx, static_cast<std::uint16_t>(mtu - overhead), p.dst, new_flow);
-  const net::MacAddr& src_mac = ctx.ports[hop->port].local->mac;
-  LbVerdict v{.action = Action::kTransmit, .port = hop->port, .new_flow = new_flow, .event = Handled::kLbForwarded};
+  const net::MacAddr& src_mac = ctx.ports[hop.port].local->mac;
+  LbVerdict v{.action = Action::kTransmit, .port = hop.port, .new_flow = new_flow, .event = Handled::kLbForwarded};
   switch (mode) {
     case ForwardMode::kNat:
     case ForwardMode::kFullNat:
       if (!decrement_ttl(frame, p)) return drop(DropReason::kLbTtlExceeded, new_flow);
       rewrite_destination(frame, p, backend, backend_port);
       if (mode == ForwardMode::kFullNat) rewrite_source(frame, p, local, local_port);
-      set_macs(frame, src_mac, hop->mac);
+      set_macs(frame, src_mac, hop.mac);
       return v;
     case ForwardMode::kDsr:
-      set_macs(frame, src_mac, hop->mac);  // the backend holds the VIP itself
+      set_macs(frame, src_mac, hop.mac);  // the backend holds the VIP itself
       return v;
     case ForwardMode::kTunnel: {
-      const net::Ipv4Addr outer_src = ctx.ports[hop->port].local->prefixes[0].addr;
+      const net::Ipv4Addr outer_src = ctx.ports[hop.port].local->prefixes[0].addr;
       len = static_cast<std::uint32_t>(
-          encapsulate_ipip(frame - kIpipOverhead, p, src_mac, hop->mac, outer_src, backend));
+          encapsulate_ipip(frame - kIpipOverhead, p, src_mac, hop.mac, outer_src, backend));
       v.grew_front = true;
       return v;
     }
@@ -123,7 +130,7 @@ LbVerdict to_backend(std::uint8_t* frame, std::uint32_t& len, net::ParsedPacket&
   return drop(DropReason::kLbNoRoute, new_flow);
 }
 
-LbVerdict forward_original(std::uint8_t* frame, std::uint32_t& len, net::ParsedPacket& p, LbContext& ctx,
+TANDEM_HOT_INLINE LbVerdict forward_original(std::uint8_t* frame, std::uint32_t& len, net::ParsedPacket& p, LbContext& ctx,
                            const Service& svc) {
   const FlowKey key{.src_addr = p.src.value, .dst_addr = p.dst.value, .src_port = p.sport, .dst_port = p.dport,
                     .proto = p.proto};
@@ -193,18 +200,18 @@ LbVerdict forward_original(std::uint8_t* frame, std::uint32_t& len, net::ParsedP
   return v;
 }
 
-LbVerdict forward_reply(std::uint8_t* frame, std::uint32_t& len, net::ParsedPacket& p, LbContext& ctx,
+TANDEM_HOT_INLINE LbVerdict forward_reply(std::uint8_t* frame, std::uint32_t& len, net::ParsedPacket& p, LbContext& ctx,
                         conntrack::ConnEntry& e) {
   ctx.conns->update(e, FlowDir::kReply, p.tcp_flags, len, ctx.now_ms);
   DropReason reason = DropReason::kCount;
-  const auto hop = next_hop(ctx, net::Ipv4Addr{e.client_addr}, reason);
-  if (!hop) return drop(reason);
-  if (p.ip_len > ctx.ports[hop->port].mtu) return too_big(frame, len, p, ctx, ctx.ports[hop->port].mtu, {}, false);
+  Hop hop;
+  if (!next_hop(ctx, net::Ipv4Addr{e.client_addr}, hop, reason)) return drop(reason);
+  if (p.ip_len > ctx.ports[hop.port].mtu) return too_big(frame, len, p, ctx, ctx.ports[hop.port].mtu, {}, false);
   if (!decrement_ttl(frame, p)) return drop(DropReason::kLbTtlExceeded);
   rewrite_source(frame, p, net::Ipv4Addr{e.vip_addr}, e.vip_port);
   if (e.mode == ForwardMode::kFullNat) rewrite_destination(frame, p, net::Ipv4Addr{e.client_addr}, e.client_port);
-  set_macs(frame, ctx.ports[hop->port].local->mac, hop->mac);
-  return {.action = Action::kTransmit, .port = hop->port, .event = Handled::kLbRepliesForwarded};
+  set_macs(frame, ctx.ports[hop.port].local->mac, hop.mac);
+  return {.action = Action::kTransmit, .port = hop.port, .event = Handled::kLbRepliesForwarded};
 }
 
 // An ICMP error quoting a packet of a tracked connection goes to the connection's other end,
@@ -227,15 +234,15 @@ LbVerdict forward_icmp_error(std::uint8_t* frame, std::uint32_t& len, net::Parse
   } else {
     const bool for_client = hit.dir == FlowDir::kReply;
     DropReason reason = DropReason::kCount;
-    const auto hop = next_hop(ctx, net::Ipv4Addr{for_client ? e.client_addr : e.backend_addr}, reason);
-    if (!hop) return drop(reason);
+    Hop hop;
+    if (!next_hop(ctx, net::Ipv4Addr{for_client ? e.client_addr : e.backend_addr}, hop, reason)) return drop(reason);
     if (!decrement_ttl(frame, p)) return drop(DropReason::kLbTtlExceeded);
     if (for_client)
       translate_icmp_for_client(frame, p, q, e);
     else
       translate_icmp_for_backend(frame, p, q, e);
-    set_macs(frame, ctx.ports[hop->port].local->mac, hop->mac);
-    v = {.action = Action::kTransmit, .port = hop->port};
+    set_macs(frame, ctx.ports[hop.port].local->mac, hop.mac);
+    v = {.action = Action::kTransmit, .port = hop.port};
   }
   if (v.action == Action::kTransmit && v.event != Handled::kLbFragNeededSent) v.event = Handled::kLbIcmpForwarded;
   return v;
@@ -243,15 +250,19 @@ LbVerdict forward_icmp_error(std::uint8_t* frame, std::uint32_t& len, net::Parse
 
 }  // namespace
 
-LbVerdict lb_forward(std::uint8_t* frame, std::uint32_t& len, net::ParsedPacket& p, LbContext& ctx) {
-  if (p.proto == net::ipv4::kProtoIcmp) return is_icmp_error(p) ? forward_icmp_error(frame, len, p, ctx) : LbVerdict{};
-  if (p.proto != net::ipv4::kProtoTcp && p.proto != net::ipv4::kProtoUdp) return {};
-  if (const Service* svc = ctx.services->find(p.dst, p.proto, p.dport)) return forward_original(frame, len, p, ctx, *svc);
-  const FlowKey key{.src_addr = p.src.value, .dst_addr = p.dst.value, .src_port = p.sport, .dst_port = p.dport,
-                    .proto = p.proto};
-  conntrack::ConnLookup hit = ctx.conns->lookup(key);
-  if (hit && hit.dir == FlowDir::kReply) return forward_reply(frame, len, p, ctx, *hit.entry);
-  return {};
+void lb_forward(std::uint8_t* frame, std::uint32_t& len, net::ParsedPacket& p, LbContext& ctx, LbVerdict& v) {
+  if (p.proto == net::ipv4::kProtoTcp || p.proto == net::ipv4::kProtoUdp) {
+    if (const Service* svc = ctx.services->find(p.dst, p.proto, p.dport)) {
+      v = forward_original(frame, len, p, ctx, *svc);
+      return;
+    }
+    const FlowKey key{.src_addr = p.src.value, .dst_addr = p.dst.value, .src_port = p.sport, .dst_port = p.dport,
+                      .proto = p.proto};
+    const conntrack::ConnLookup hit = ctx.conns->lookup(key);
+    v = hit && hit.dir == FlowDir::kReply ? forward_reply(frame, len, p, ctx, *hit.entry) : LbVerdict{};
+    return;
+  }
+  v = p.proto == net::ipv4::kProtoIcmp && is_icmp_error(p) ? forward_icmp_error(frame, len, p, ctx) : LbVerdict{};
 }
 
 }  // namespace tandem::lb

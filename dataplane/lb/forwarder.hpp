@@ -56,6 +56,13 @@ struct LbVerdict {
 
 // `frame` must have kIpipOverhead bytes of writable headroom before it (tunnel mode); `len`
 // is updated when the frame grows. `p` is the packet as parse_packet left it.
-LbVerdict lb_forward(std::uint8_t* frame, std::uint32_t& len, net::ParsedPacket& p, LbContext& ctx);
+// The verdict is written into `v`, field by field (read it the same way): one returned by value is
+// assembled from byte stores and reloaded whole, which stalls store forwarding on every packet.
+void lb_forward(std::uint8_t* frame, std::uint32_t& len, net::ParsedPacket& p, LbContext& ctx, LbVerdict& v);
+inline LbVerdict lb_forward(std::uint8_t* frame, std::uint32_t& len, net::ParsedPacket& p, LbContext& ctx) {
+  LbVerdict v;
+  lb_forward(frame, len, p, ctx, v);
+  return v;
+}
 
 }  // namespace tandem::lb

@@ -71,12 +71,13 @@ void set_macs(std::uint8_t* frame, const net::MacAddr& src, const net::MacAddr& 
 bool decrement_ttl(std::uint8_t* frame, net::ParsedPacket& p) {
   std::uint8_t* ip = frame + p.l3;
   if (ip[net::ipv4::kTtl] <= 1) return false;
-  // TTL shares a 16-bit word with the protocol field.
+  // TTL shares a 16-bit word with the protocol field. The new word is computed, not read back
+  // after a byte store: a 16-bit load over a fresh 8-bit store cannot be forwarded and stalls.
   const std::uint16_t old_word = load_be16(ip + net::ipv4::kTtl);
-  ip[net::ipv4::kTtl] -= 1;
-  store_be16(ip + net::ipv4::kChecksum,
-             net::checksum_update16(load_be16(ip + net::ipv4::kChecksum), old_word, load_be16(ip + net::ipv4::kTtl)));
-  p.ttl = ip[net::ipv4::kTtl];
+  const auto new_word = static_cast<std::uint16_t>(old_word - 0x0100);
+  store_be16(ip + net::ipv4::kTtl, new_word);
+  store_be16(ip + net::ipv4::kChecksum, net::checksum_update16(load_be16(ip + net::ipv4::kChecksum), old_word, new_word));
+  p.ttl = static_cast<std::uint8_t>(new_word >> 8);
   return true;
 }
 

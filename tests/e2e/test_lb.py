@@ -467,6 +467,9 @@ def test_full_connection_table_forwards_statelessly(lab, nets):
     assert ct["created"] == capacity and h["lb_new_flows"] == capacity, (ct, h)
     assert h["lb_stateless_forwarded"] >= 4 * (n - capacity), h
     assert ct["insert_failed_full"] >= n - capacity, ct
+    # Size and memory are reported: 96-byte entries and their index, 128 bytes a connection.
+    c = after["conntrack"]
+    assert (c["capacity"], c["entry_bytes"], c["memory_bytes"]) == (capacity, 96, 128 * capacity), c
 
 
 # --- 6. tunnel mode and the path MTU --------------------------------------------------------------
