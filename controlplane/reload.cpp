@@ -149,6 +149,7 @@ void reload_config(Runtime& rt) {
       // New VIPs, local addresses and backends are served before XDP steers them; removed ones
       // stop being steered after (removed backends linger while their connections may live).
       rt.services.publish(std::move(table), *rt.rcu);
+      rt.service_tables_published.fetch_add(1, std::memory_order_relaxed);
       apply_host_addresses(rt);
       const bool ok = apply_service_steering(rt);
       for (const auto& s : next.services)

@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -15,6 +16,8 @@
 #include "dataplane/port.hpp"
 #include "dataplane/worker.hpp"
 
+struct rte_mempool;
+
 namespace tandem {
 
 struct Runtime {
@@ -24,6 +27,10 @@ struct Runtime {
   std::unique_ptr<dpdk::QsbrDomain> rcu;              // grace periods for what workers read
   std::unique_ptr<dpdk::LocalTables> locals;          // the addresses each port answers for
   dpdk::RcuPointer<lb::ServiceTable> services;        // what the workers balance
+  // Service tables (each with its services' Maglev lookup tables) built and published: one at
+  // start, one per reload that changed the services. Written by the control thread only.
+  std::atomic<std::uint64_t> service_tables_published{0};
+  rte_mempool* pool = nullptr;                        // the workers' mbufs; freed by eal_cleanup
   std::vector<std::unique_ptr<dpdk::Worker>> workers;
   std::vector<std::unique_ptr<xdp::Steering>> steering;  // per port; null without XDP steering
   // Serialises the control thread's changes with telemetry's reads of the steering state.

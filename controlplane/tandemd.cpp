@@ -20,6 +20,7 @@
 #include "controlplane/config/config.hpp"
 #include "controlplane/config/eal_args.hpp"
 #include "controlplane/observe/counters_report.hpp"
+#include "controlplane/observe/metrics_server.hpp"
 #include "controlplane/observe/sd_notify.hpp"
 #include "controlplane/observe/telemetry.hpp"
 #include "controlplane/reload.hpp"
@@ -200,6 +201,7 @@ int run(config::Config cfg, const std::string& config_path) {
     dpdk::eal_cleanup();
     return 1;
   }
+  rt.pool = pool;
 
   std::vector<dpdk::WorkerPort> worker_ports;
   for (const auto& p : c.ports) {
@@ -233,6 +235,7 @@ int run(config::Config cfg, const std::string& config_path) {
       return 1;
     }
     rt.services.publish(std::move(table), *rt.rcu);
+    rt.service_tables_published.fetch_add(1, std::memory_order_relaxed);
   }
   for (const auto& s : c.services)
     spdlog::info("service {}: {}:{}/{} {} with {} backend(s)", s.name, s.vip.to_string(), s.port,
@@ -269,24 +272,50 @@ int run(config::Config cfg, const std::string& config_path) {
 
   observe::register_telemetry(rt);
 
+  // The metrics endpoint binds now, so that a taken or wrong address stops the start here.
+  std::unique_ptr<observe::MetricsServer> metrics;
+  if (c.metrics.enabled()) {
+    metrics = observe::MetricsServer::bind(rt, err);
+    if (!metrics) {
+      spdlog::critical("metrics: cannot listen on {}: {}", c.metrics.listen, err);
+      stop_ports(rt);
+      dpdk::eal_cleanup();
+      return 1;
+    }
+  }
+
   // Worker 0 runs on the main lcore; the control thread is an ordinary (non-EAL) thread.
   for (unsigned i = 1; i < lcores.size(); ++i)
     rte_eal_remote_launch(dpdk::Worker::lcore_main, rt.workers[i].get(), lcores[i]);
   std::thread control(control_loop, std::ref(rt), std::cref(signals));
-  spdlog::info("tandemd ready: {} worker(s) on lcores {}, idle back-off {}", lcores.size(), c.eal.lcores,
-               c.worker.idle_backoff ? "on" : "off");
-  observe::sd_notify("READY=1\nSTATUS=forwarding");
+  // Served from a DPDK control thread (never a worker lcore), once the workers run.
+  bool failed = false;
+  if (metrics) {
+    if (!metrics->serve(err)) {
+      spdlog::critical("metrics: {}", err);
+      failed = true;
+      rt.stop.store(true);  // the workers and the control thread end; the usual stop follows
+    } else {
+      spdlog::info("metrics: serving http://{}/metrics", c.metrics.listen);
+    }
+  }
+  if (!failed) {
+    spdlog::info("tandemd ready: {} worker(s) on lcores {}, idle back-off {}", lcores.size(), c.eal.lcores,
+                 c.worker.idle_backoff ? "on" : "off");
+    observe::sd_notify("READY=1\nSTATUS=forwarding");
+  }
 
   dpdk::Worker::lcore_main(rt.workers[0].get());
   rte_eal_mp_wait_lcore();
   control.join();
   observe::sd_notify("STOPPING=1");
+  metrics.reset();  // stops accepting, finishes the scrapes in progress, joins its threads
 
   log_counters(rt, "final counters");
   stop_ports(rt);
   dpdk::eal_cleanup();
   spdlog::info("tandemd stopped");
-  return 0;
+  return failed ? 1 : 0;
 }
 
 }  // namespace

@@ -355,6 +355,33 @@ void read_log(TableReader& root, Config& c) {
   r.string("level", c.log.level, false, check_log_level);
 }
 
+// "ADDRESS:PORT", an IPv4 address and a TCP port: where the metrics endpoint listens.
+std::string check_listen(const std::string& s, net::Ipv4Addr* address = nullptr, std::uint16_t* port = nullptr) {
+  const std::string usage = "must be \"ADDRESS:PORT\" with an IPv4 address, e.g. \"127.0.0.1:9469\"";
+  const auto colon = s.rfind(':');
+  if (colon == std::string::npos) return usage;
+  const auto a = net::Ipv4Addr::parse(s.substr(0, colon));
+  if (!a) return usage;
+  const std::string p = s.substr(colon + 1);
+  if (p.empty() || p.size() > 5 || !std::all_of(p.begin(), p.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); }))
+    return "port must be a number between 1 and 65535, got \"" + p + "\"";
+  const unsigned long n = std::stoul(p);
+  if (n < 1 || n > 65535) return "port must be between 1 and 65535, got " + p;
+  if (address) *address = *a;
+  if (port) *port = static_cast<std::uint16_t>(n);
+  return "";
+}
+
+void read_metrics(TableReader& root, Config& c) {
+  const toml::table* t = root.table("metrics");
+  if (!t) return;
+  TableReader r(*t, "metrics", root.file(), root.errors());
+  r.string("listen", c.metrics.listen, false, [](const std::string& s) {
+    return s.empty() ? std::string() : check_listen(s);
+  });
+  if (!c.metrics.listen.empty()) check_listen(c.metrics.listen, &c.metrics.address, &c.metrics.port);
+}
+
 void read_port(const toml::table& t, std::size_t index, TableReader& root, Config& c) {
   TableReader r(t, "port[" + std::to_string(index) + "]", root.file(), root.errors());
   PortConfig p;
@@ -552,6 +579,7 @@ ParseResult parse_config(std::string_view text, const std::string& source_name) 
     read_log(r, c);
     read_xdp(r, c);
     read_conntrack(r, c);
+    read_metrics(r, c);
     read_ports(r, c);
     read_services(r, c);
   }  // the reader reports unknown top-level keys here

@@ -114,6 +114,16 @@ struct ConntrackConfig {
   bool operator==(const ConntrackConfig&) const = default;
 };
 
+// The Prometheus endpoint (GET /metrics over HTTP), served by its own thread.
+struct MetricsConfig {
+  std::string listen;     // "ADDRESS:PORT" as written; empty: no endpoint
+  net::Ipv4Addr address;  // parsed from listen
+  std::uint16_t port = 0;
+
+  bool enabled() const { return !listen.empty(); }
+  bool operator==(const MetricsConfig&) const = default;
+};
+
 struct LogConfig {
   std::string level = "info";
 
@@ -129,6 +139,7 @@ struct Config {
   LogConfig log;
   XdpConfig xdp;
   ConntrackConfig conntrack;
+  MetricsConfig metrics;
   std::vector<PortConfig> ports;
   std::vector<ServiceConfig> services;
 };

@@ -156,6 +156,8 @@ TEST(ConfigFile, MinimalFileGetsTheDefaults) {
   EXPECT_EQ(c.neighbour.max_probes, 3u);
 
   EXPECT_EQ(c.log.level, "info");
+  EXPECT_FALSE(c.metrics.enabled());
+  EXPECT_EQ(c.metrics.port, 0u);
 
   ASSERT_EQ(c.ports.size(), 1u);
   const auto& p = c.ports[0];
@@ -1126,3 +1128,77 @@ protocol = "udp"
   EXPECT_THAT(r.errors, ElementsAre(IsError(13, 8, "service[1].name", "used twice"),
                                     IsError(15, 8, "service[1].port", "already has 203.0.113.1:80/tcp")));
 }
+
+// ---------------------------------------------------------------------------------------------
+// [metrics]: the Prometheus endpoint.
+
+namespace {
+
+constexpr const char* kMetricsHead = R"([unit]
+id = 1
+name = "x"
+[[port]]
+name = "p0"
+device = "net_ring0"
+address = "10.0.0.2/24"
+[metrics]
+)";
+
+TEST(ConfigMetrics, ListenAddressAndPort) {
+  const ParseResult r = parse(std::string(kMetricsHead) + "listen = \"127.0.0.1:9469\"\n");
+  ASSERT_THAT(r.errors, IsEmpty());
+  const auto& m = r.config->metrics;
+  EXPECT_TRUE(m.enabled());
+  EXPECT_EQ(m.listen, "127.0.0.1:9469");
+  EXPECT_EQ(m.address, ip(127, 0, 0, 1));
+  EXPECT_EQ(m.port, 9469u);
+
+  const ParseResult any = parse(std::string(kMetricsHead) + "listen = \"0.0.0.0:65535\"\n");
+  ASSERT_THAT(any.errors, IsEmpty());
+  EXPECT_EQ(any.config->metrics.address, ip(0, 0, 0, 0));
+  EXPECT_EQ(any.config->metrics.port, 65535u);
+}
+
+TEST(ConfigMetrics, EmptyOrAbsentListenIsDisabled) {
+  const ParseResult empty = parse(std::string(kMetricsHead) + "listen = \"\"\n");
+  ASSERT_THAT(empty.errors, IsEmpty());
+  EXPECT_FALSE(empty.config->metrics.enabled());
+  const ParseResult table_only = parse(kMetricsHead);
+  ASSERT_THAT(table_only.errors, IsEmpty());
+  EXPECT_FALSE(table_only.config->metrics.enabled());
+}
+
+TEST(ConfigMetrics, BadAddress) {
+  const std::string head = kMetricsHead;
+  ExpectOneError(head + "listen = \"localhost:9469\"\n", 9, 10, "metrics.listen", "with an IPv4 address");
+  ExpectOneError(head + "listen = \"127.0.0.256:9469\"\n", 9, 10, "metrics.listen", "with an IPv4 address");
+  ExpectOneError(head + "listen = \"9469\"\n", 9, 10, "metrics.listen", "\"ADDRESS:PORT\"");
+  ExpectOneError(head + "listen = \":9469\"\n", 9, 10, "metrics.listen", "with an IPv4 address");
+  ExpectOneError(head + "listen = 9469\n", 9, 10, "metrics.listen", "expected a string");
+}
+
+TEST(ConfigMetrics, BadPort) {
+  const std::string head = kMetricsHead;
+  ExpectOneError(head + "listen = \"127.0.0.1:0\"\n", 9, 10, "metrics.listen", "between 1 and 65535, got 0");
+  ExpectOneError(head + "listen = \"127.0.0.1:65536\"\n", 9, 10, "metrics.listen", "between 1 and 65535, got 65536");
+  ExpectOneError(head + "listen = \"127.0.0.1:\"\n", 9, 10, "metrics.listen", "port must be a number");
+  ExpectOneError(head + "listen = \"127.0.0.1:http\"\n", 9, 10, "metrics.listen", "port must be a number");
+  ExpectOneError(head + "listen = \"127.0.0.1:-1\"\n", 9, 10, "metrics.listen", "port must be a number");
+}
+
+TEST(ConfigMetrics, UnknownKeyAndNotATable) {
+  ExpectOneError(std::string(kMetricsHead) + "listen = \"127.0.0.1:9469\"\npath = \"/m\"\n", 10, 1, "metrics.path",
+                 "unknown key");
+  ExpectOneError(R"(metrics = "127.0.0.1:9469"
+[unit]
+id = 1
+name = "x"
+[[port]]
+name = "p0"
+device = "net_ring0"
+address = "10.0.0.2/24"
+)",
+                 1, 11, "metrics", "expected a table");
+}
+
+}  // namespace

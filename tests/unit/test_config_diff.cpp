@@ -71,6 +71,19 @@ TEST(ConfigDiff, EverythingElseNeedsARestart) {
   EXPECT_THAT(d.ports_with_new_addresses, IsEmpty());
 }
 
+TEST(ConfigDiff, MetricsEndpointNeedsARestart) {
+  Config next = two_ports();
+  next.metrics.listen = "127.0.0.1:9469";
+  next.metrics.address = tandem::net::Ipv4Addr{0x7f000001};
+  next.metrics.port = 9469;
+  EXPECT_THAT(diff_configs(two_ports(), next).needs_restart, ElementsAre("metrics"));
+  Config moved = next;
+  moved.metrics.listen = "127.0.0.1:9470";
+  moved.metrics.port = 9470;
+  EXPECT_THAT(diff_configs(next, moved).needs_restart, ElementsAre("metrics"));
+  EXPECT_TRUE(diff_configs(next, next).empty());
+}
+
 TEST(ConfigDiff, AddingOrRemovingPortsNeedsARestart) {
   Config next = two_ports();
   next.ports.pop_back();

@@ -13,6 +13,9 @@ xdp_steering=False) and UnitConfig(..., xdp_blocklist=["10.199.1.128/25"]) -> [x
 Load balancing: UnitConfig(..., services=[ServiceConfig("web", "10.199.3.10", port=80,
 mode="nat", backends=[BackendConfig("10.199.2.21", port=8080, weight=2), ...])],
 conntrack={"capacity": 65536}) -> [[service]], [[service.backend]] and [conntrack].
+
+Metrics: UnitConfig(..., metrics_listen="127.0.0.1:9469") -> [metrics] listen (the Prometheus
+endpoint, inside the unit's namespace).
 """
 
 from __future__ import annotations
@@ -134,6 +137,8 @@ class UnitConfig:
     conntrack: dict[str, Any] | None = None
     # [[service]] with [[service.backend]]
     services: list[ServiceConfig] = field(default_factory=list)
+    # [metrics] listen (written only when set): "ADDRESS:PORT" of GET /metrics
+    metrics_listen: str | None = None
     # anything else: {section: {key: value}} merged over the above
     extra: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -157,6 +162,8 @@ class UnitConfig:
             d["xdp"] = xdp
         if self.conntrack is not None:
             d["conntrack"] = dict(self.conntrack)
+        if self.metrics_listen is not None:
+            d["metrics"] = {"listen": self.metrics_listen}
         for section, values in self.extra.items():
             if isinstance(values, dict) and isinstance(d.get(section), dict):
                 d[section].update(values)
