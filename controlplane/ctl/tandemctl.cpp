@@ -1,0 +1,254 @@
+// tandemctl: the operator's command line for a running tandemd, over its ctl socket.
+//
+// The command tree is generated from the protocol's command table (ctl/protocol.hpp), so the
+// CLI and the daemon can never disagree on names, arguments or types: `service.add` is
+// `tandemctl service add --name web --vip 10.0.0.10 ...`. Output is a table or key/value lines
+// for people, the reply's `result` as JSON with --json for scripts.
+//
+// Exit codes: 0 success; 1 the daemon refused the request (the error is printed); 2 usage;
+// 3 the socket could not be reached or the reply was unreadable.
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <iostream>
+#include <map>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "controlplane/ctl/protocol.hpp"
+
+using nlohmann::json;
+using namespace tandem::ctl;
+
+namespace {
+
+constexpr const char* kDefaultSocket = "/run/tandem/tandemd.sock";
+constexpr int kExitRefused = 1, kExitUsage = 2, kExitUnreachable = 3;
+
+// Sends one request and reads one reply line.
+bool exchange(const std::string& path, const std::string& request, json& reply, std::string& error) {
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) {
+    error = "socket path too long";
+    return false;
+  }
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  if (fd < 0 || ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+    error = "cannot connect to " + path + ": " + std::strerror(errno);
+    if (fd >= 0) ::close(fd);
+    return false;
+  }
+  timeval tv{.tv_sec = 30, .tv_usec = 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::size_t off = 0;
+  while (off < request.size()) {
+    const ssize_t n = ::send(fd, request.data() + off, request.size() - off, MSG_NOSIGNAL);
+    if (n <= 0) {
+      error = std::string("send: ") + std::strerror(errno);
+      ::close(fd);
+      return false;
+    }
+    off += static_cast<std::size_t>(n);
+  }
+  ::shutdown(fd, SHUT_WR);
+  std::string buf;
+  char tmp[65536];
+  for (;;) {
+    const ssize_t n = ::recv(fd, tmp, sizeof tmp, 0);
+    if (n <= 0) break;
+    buf.append(tmp, static_cast<std::size_t>(n));
+    if (buf.find('\n') != std::string::npos) break;
+  }
+  ::close(fd);
+  const std::size_t nl = buf.find('\n');
+  reply = json::parse(buf.substr(0, nl), nullptr, false);
+  if (nl == std::string::npos || reply.is_discarded() || !reply.is_object()) {
+    error = "no readable reply from " + path;
+    return false;
+  }
+  return true;
+}
+
+std::string scalar(const json& v) {
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_null()) return "-";
+  return v.dump();
+}
+
+// Arrays of objects as aligned tables; objects as "key: value" lines (nested by indentation).
+void print_human(const json& v, int indent = 0) {
+  const std::string pad(static_cast<std::size_t>(indent), ' ');
+  if (v.is_array() && !v.empty() && v.front().is_object()) {
+    std::vector<std::string> cols;
+    for (const auto& row : v)
+      for (const auto& [k, x] : row.items())
+        if (std::find(cols.begin(), cols.end(), k) == cols.end() && !x.is_structured()) cols.push_back(k);
+    std::vector<std::size_t> width;
+    for (const auto& c : cols) width.push_back(c.size());
+    for (const auto& row : v)
+      for (std::size_t i = 0; i < cols.size(); ++i)
+        width[i] = std::max(width[i], scalar(row.value(cols[i], json())).size());
+    auto line = [&](auto cell) {
+      std::cout << pad;
+      for (std::size_t i = 0; i < cols.size(); ++i) {
+        const std::string s = cell(i);
+        std::cout << s << (i + 1 < cols.size() ? std::string(width[i] - s.size() + 2, ' ') : "");
+      }
+      std::cout << "\n";
+    };
+    line([&](std::size_t i) {
+      std::string h = cols[i];
+      for (auto& ch : h) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+      return h;
+    });
+    for (const auto& row : v) line([&](std::size_t i) { return scalar(row.value(cols[i], json())); });
+    return;
+  }
+  if (v.is_object()) {
+    for (const auto& [k, x] : v.items()) {
+      if (x.is_structured() && !x.empty()) {
+        std::cout << pad << k << ":\n";
+        print_human(x, indent + 2);
+      } else {
+        std::cout << pad << k << ": " << scalar(x) << "\n";
+      }
+    }
+    return;
+  }
+  if (v.is_array()) {
+    for (const auto& x : v) std::cout << pad << "- " << scalar(x) << "\n";
+    return;
+  }
+  std::cout << pad << scalar(v) << "\n";
+}
+
+// A CLI value as the JSON type the protocol wants; the daemon checks ranges again.
+json to_arg(ArgType t, const std::string& text) {
+  switch (t) {
+    case ArgType::kPort:
+    case ArgType::kWeight:
+    case ArgType::kLimit:
+    case ArgType::kTableSize: {
+      std::size_t used = 0;
+      try {
+        const long long n = std::stoll(text, &used, 10);
+        if (used == text.size()) return n;
+      } catch (const std::exception&) {
+      }
+      return text;  // refused by the daemon with the argument's name
+    }
+    case ArgType::kBool:
+      if (text == "true" || text == "yes" || text == "on" || text == "1") return true;
+      if (text == "false" || text == "no" || text == "off" || text == "0") return false;
+      return text;
+    case ArgType::kIpv4List: {
+      json list = json::array();
+      std::size_t start = 0;
+      while (start <= text.size() && !text.empty()) {
+        const std::size_t comma = text.find(',', start);
+        list.push_back(text.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+        if (comma == std::string::npos) break;
+        start = comma + 1;
+      }
+      return list;
+    }
+    default:
+      return text;
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"tandemctl: drive a running tandemd through its ctl socket (protocol v1, docs/ctl-protocol.md)"};
+  app.require_subcommand(1);
+  std::string socket_path = kDefaultSocket;
+  bool as_json = false;
+  app.add_option("-s,--socket", socket_path, "tandemd's ctl socket")->capture_default_str();
+  app.add_flag("--json", as_json, "print the reply's result as JSON");
+
+  // One subcommand per command, grouped by the part before the dot: "service.add" is
+  // `service add`, "status" is `status`.
+  struct Chosen {
+    const CommandSpec* spec = nullptr;
+    std::map<std::string, std::string> values;
+  };
+  Chosen chosen;
+  std::map<std::string, CLI::App*> groups;
+  std::vector<std::pair<CLI::App*, const CommandSpec*>> leaves;
+  std::map<const CommandSpec*, std::map<std::string, std::string>> storage;
+  for (const auto& spec : commands()) {
+    const std::string name(spec.name);
+    const std::size_t dot = name.find('.');
+    CLI::App* leaf = nullptr;
+    if (dot == std::string::npos) {
+      leaf = app.add_subcommand(name, std::string(spec.summary));
+    } else {
+      const std::string group = name.substr(0, dot);
+      if (!groups.count(group)) {
+        groups[group] = app.add_subcommand(group, group + " commands");
+        groups[group]->require_subcommand(1);
+        if (group == "connections") groups[group]->alias("conns");
+      }
+      leaf = groups[group]->add_subcommand(name.substr(dot + 1), std::string(spec.summary));
+    }
+    auto& values = storage[&spec];
+    for (const auto& a : spec.args) {
+      std::string opt = "--" + std::string(a.name);
+      for (auto& ch : opt)
+        if (ch == '_') ch = '-';
+      auto* o = leaf->add_option(opt, values[std::string(a.name)], std::string(to_string(a.type)));
+      if (a.required) o->required();
+    }
+    leaves.emplace_back(leaf, &spec);
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : kExitUsage;
+  }
+  for (const auto& [leaf, spec] : leaves)
+    if (leaf->parsed()) chosen.spec = spec;
+  if (!chosen.spec) {
+    std::cerr << app.help();
+    return kExitUsage;
+  }
+
+  json args = json::object();
+  for (const auto& a : chosen.spec->args) {
+    const std::string key(a.name);
+    const auto& value = storage[chosen.spec][key];
+    std::string opt = "--" + key;
+    for (auto& ch : opt)
+      if (ch == '_') ch = '-';
+    bool given = false;
+    for (const auto& [leaf, spec] : leaves)
+      if (spec == chosen.spec) given = leaf->count(opt) > 0;
+    if (given) args[key] = to_arg(a.type, value);
+  }
+
+  json reply;
+  std::string error;
+  if (!exchange(socket_path, encode_request(1, chosen.spec->name, args), reply, error)) {
+    std::cerr << "tandemctl: " << error << "\n";
+    return kExitUnreachable;
+  }
+  if (!reply.value("ok", false)) {
+    const json e = reply.value("error", json::object());
+    std::cerr << "tandemctl: " << e.value("code", "error") << ": " << e.value("message", "") << "\n";
+    return kExitRefused;
+  }
+  const json result = reply.value("result", json::object());
+  if (as_json)
+    std::cout << result.dump(2) << "\n";
+  else
+    print_human(result);
+  return 0;
+}
