@@ -172,8 +172,7 @@ void Worker::process_burst(rte_mbuf** pkts, unsigned n, std::optional<std::size_
       st.err = net::parse_packet(rte_pktmbuf_mtod(m, const std::uint8_t*), m->data_len, st.pkt, ip_ok);
       if (st.err == net::ParseError::kNone &&
           (st.pkt.proto == net::ipv4::kProtoTcp || st.pkt.proto == net::ipv4::kProtoUdp)) {
-        st.conn_hash = conns_.hash({.src_addr = st.pkt.src.value, .dst_addr = st.pkt.dst.value,
-                                    .src_port = st.pkt.sport, .dst_port = st.pkt.dport, .proto = st.pkt.proto});
+        st.conn_hash = conns_.hash(lb::packet_key(st.pkt));
         conns_.prefetch(st.conn_hash);
         st.tracked = true;
       }

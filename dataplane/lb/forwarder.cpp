@@ -96,9 +96,10 @@ std::optional<std::uint16_t> allocate_local_port(LbContext& ctx, net::Ipv4Addr l
 }
 
 // Sends the rewritten original-direction packet to its backend according to `mode`.
-TANDEM_HOT_INLINE LbVerdict to_backend(std::uint8_t* frame, std::uint32_t& len, net::ParsedPacket& p, LbContext& ctx, ForwardMode mode,
-                     net::Ipv4Addr backend, std::uint16_t backend_port, net::Ipv4Addr local, std::uint16_t local_port,
-                     bool new_flow) {
+TANDEM_HOT_INLINE LbVerdict to_backend(std::uint8_t* frame, std::uint32_t& len, net::ParsedPacket& p,
+                                       LbContext& ctx, ForwardMode mode, net::Ipv4Addr backend,
+                                       std::uint16_t backend_port, net::Ipv4Addr local, std::uint16_t local_port,
+                                       bool new_flow) {
   DropReason reason = DropReason::kCount;
   Hop hop;
   if (!next_hop(ctx, backend, hop, reason)) return drop(reason, new_flow);
@@ -130,10 +131,9 @@ TANDEM_HOT_INLINE LbVerdict to_backend(std::uint8_t* frame, std::uint32_t& len, 
   return drop(DropReason::kLbNoRoute, new_flow);
 }
 
-TANDEM_HOT_INLINE LbVerdict forward_original(std::uint8_t* frame, std::uint32_t& len, net::ParsedPacket& p, LbContext& ctx,
-                           const Service& svc) {
-  const FlowKey key{.src_addr = p.src.value, .dst_addr = p.dst.value, .src_port = p.sport, .dst_port = p.dport,
-                    .proto = p.proto};
+TANDEM_HOT_INLINE LbVerdict forward_original(std::uint8_t* frame, std::uint32_t& len, net::ParsedPacket& p,
+                                             LbContext& ctx, const Service& svc) {
+  const FlowKey key = packet_key(p);
   conntrack::ConnLookup hit = ctx.conns->lookup(key);
   if (hit && hit.dir == FlowDir::kOriginal) {
     conntrack::ConnEntry& e = *hit.entry;
@@ -200,8 +200,8 @@ TANDEM_HOT_INLINE LbVerdict forward_original(std::uint8_t* frame, std::uint32_t&
   return v;
 }
 
-TANDEM_HOT_INLINE LbVerdict forward_reply(std::uint8_t* frame, std::uint32_t& len, net::ParsedPacket& p, LbContext& ctx,
-                        conntrack::ConnEntry& e) {
+TANDEM_HOT_INLINE LbVerdict forward_reply(std::uint8_t* frame, std::uint32_t& len, net::ParsedPacket& p,
+                                          LbContext& ctx, conntrack::ConnEntry& e) {
   ctx.conns->update(e, FlowDir::kReply, p.tcp_flags, len, ctx.now_ms);
   DropReason reason = DropReason::kCount;
   Hop hop;
@@ -256,9 +256,7 @@ void lb_forward(std::uint8_t* frame, std::uint32_t& len, net::ParsedPacket& p, L
       v = forward_original(frame, len, p, ctx, *svc);
       return;
     }
-    const FlowKey key{.src_addr = p.src.value, .dst_addr = p.dst.value, .src_port = p.sport, .dst_port = p.dport,
-                      .proto = p.proto};
-    const conntrack::ConnLookup hit = ctx.conns->lookup(key);
+    const conntrack::ConnLookup hit = ctx.conns->lookup(packet_key(p));
     v = hit && hit.dir == FlowDir::kReply ? forward_reply(frame, len, p, ctx, *hit.entry) : LbVerdict{};
     return;
   }

@@ -54,6 +54,13 @@ struct LbVerdict {
   Handled event = Handled::kCount;
 };
 
+// The connection-table key of a parsed TCP/UDP packet, in the direction it travels: what
+// lb_forward looks up, and what a worker hashes to prefetch that lookup.
+inline conntrack::FlowKey packet_key(const net::ParsedPacket& p) {
+  return {.src_addr = p.src.value, .dst_addr = p.dst.value, .src_port = p.sport, .dst_port = p.dport,
+          .proto = p.proto};
+}
+
 // `frame` must have kIpipOverhead bytes of writable headroom before it (tunnel mode); `len`
 // is updated when the frame grows. `p` is the packet as parse_packet left it.
 // The verdict is written into `v`, field by field (read it the same way): one returned by value is
