@@ -11,6 +11,7 @@
 
 #include "controlplane/config/config.hpp"
 #include "controlplane/observe/counters_report.hpp"
+#include "controlplane/observe/service_counters.hpp"
 #include "controlplane/xdp/steering.hpp"
 #include "dataplane/local_tables.hpp"
 #include "dataplane/port.hpp"
@@ -56,6 +57,16 @@ struct Runtime {
     std::vector<const WorkerCounters*> w;
     for (const auto& worker : workers) w.push_back(&worker->counters());
     return observe::sum_counters(w, port_names());
+  }
+
+  // Per service and backend traffic along the published service table. Hold control_mutex (new
+  // tables are published under it, so the one read here stays alive).
+  std::vector<observe::ServiceCounters> service_counters() const {
+    const lb::ServiceTable* table = services.get();
+    if (!table) return {};
+    std::vector<const WorkerServiceStats*> w;
+    for (const auto& worker : workers) w.push_back(&worker->service_stats());
+    return observe::service_counters(*table, w);
   }
 };
 

@@ -2,10 +2,22 @@
 
 #include <algorithm>
 
+#include <spdlog/spdlog.h>
+
 namespace tandem {
+
+observe::StatsRegistry& daemon_stats_registry() {
+  static observe::StatsRegistry registry;
+  return registry;
+}
 
 std::unique_ptr<const lb::ServiceTable> build_service_table(const std::vector<config::ServiceConfig>& services,
                                                             std::string& error) {
+  return build_service_table(services, daemon_stats_registry(), error);
+}
+
+std::unique_ptr<const lb::ServiceTable> build_service_table(const std::vector<config::ServiceConfig>& services,
+                                                            observe::StatsRegistry& ids, std::string& error) {
   std::vector<lb::Service> out;
   for (const auto& s : services) {
     lb::Service svc{.name = s.name,
@@ -18,6 +30,7 @@ std::unique_ptr<const lb::ServiceTable> build_service_table(const std::vector<co
     for (const auto& b : s.backends) svc.backends.push_back({b.address, b.port, b.weight});
     out.push_back(std::move(svc));
   }
+  if (const std::string warning = ids.assign(out); !warning.empty()) spdlog::warn("{}", warning);
   return lb::ServiceTable::build(std::move(out), error);
 }
 

@@ -6,14 +6,23 @@
 #include <vector>
 
 #include "controlplane/config/config.hpp"
+#include "controlplane/observe/stats_registry.hpp"
 #include "controlplane/xdp/steering.hpp"
 #include "dataplane/lb/service_table.hpp"
 
 namespace tandem {
 
 // Builds every service's Maglev table; nullptr with the reason in `error` when one fails.
+// Services and backends get their stats ids (traffic counter slots) from `ids`, logging a
+// warning the first time it has no slot left; without `ids`, from daemon_stats_registry().
+std::unique_ptr<const lb::ServiceTable> build_service_table(const std::vector<config::ServiceConfig>& services,
+                                                            observe::StatsRegistry& ids, std::string& error);
 std::unique_ptr<const lb::ServiceTable> build_service_table(const std::vector<config::ServiceConfig>& services,
                                                             std::string& error);
+
+// The registry of the daemon's life: every table tandemd builds takes its stats ids from it, so
+// a service or backend keeps its counters across reloads and ctl changes.
+observe::StatsRegistry& daemon_stats_registry();
 
 // The destinations XDP steers to the fast path on a port: its own addresses, every VIP on a
 // port that faces clients (role north or both), and every fullnat local address on a port that

@@ -97,4 +97,34 @@ struct alignas(64) WorkerCounters {
   void count(Handled h, std::uint64_t n = 1) { handled[static_cast<std::size_t>(h)].add(n); }
 };
 
+// Per service and per backend traffic, like IPVS's per-service and per-real-server stats. The
+// slots are indexed by stats ids that the control plane assigns (lb/stats_ids.hpp) and that
+// outlive table rebuilds, so a counter follows its service or backend, not a table position.
+// Slot 0 collects what has no id of its own (the registry was full).
+inline constexpr std::size_t kMaxServiceStats = 256;
+inline constexpr std::size_t kMaxBackendStats = 8192;
+inline constexpr std::uint32_t kUnattributedStats = 0;
+
+// One line per slot: a packet touches one service line and one backend line.
+struct alignas(64) TrafficCounters {
+  Counter created;  // connections created
+  Counter closed;   // connections freed: erased, expired or flushed
+  std::array<Counter, 2> packets;  // by conntrack::FlowDir: [0] in (from the client), [1] out
+  std::array<Counter, 2> bytes;
+
+  // created - closed. Relaxed reads of two counters may see closed's newer value first: clamp.
+  std::uint64_t active() const {
+    const std::uint64_t c = closed.get();
+    const std::uint64_t n = created.get();
+    return n > c ? n - c : 0;
+  }
+};
+static_assert(sizeof(TrafficCounters) == 64);
+
+// A worker's slots (540 KiB). Written by the worker's connection table only.
+struct WorkerServiceStats {
+  std::array<TrafficCounters, kMaxServiceStats> services;
+  std::array<TrafficCounters, kMaxBackendStats> backends;
+};
+
 }  // namespace tandem

@@ -30,6 +30,14 @@ constexpr unsigned kHandoffRingSize = 4096;
 // entry outlives its timeout by at most ~1 s and expiry keeps up with the turnover.
 constexpr std::size_t kSweepsPerSecond = 1;
 constexpr std::size_t kMinExpirePerTick = 256;
+// Connection query: pool entries examined per loop iteration (~1.5 MiB of entries, tens of
+// microseconds), and the longest idle sleep before a posted query is noticed.
+constexpr std::size_t kQuerySlice = 16384;
+constexpr std::uint32_t kMaxSleepSliceUs = 1000;
+
+// What Worker::query_ holds while a slice runs: never a real query.
+conntrack::ConnQuery g_query_running;
+conntrack::ConnQuery* const kQueryRunning = &g_query_running;
 
 std::uint64_t now_ms() {
   static const std::uint64_t ticks_per_ms = rte_get_tsc_hz() / 1000;
@@ -43,6 +51,7 @@ Worker::Worker(unsigned index, const WorkerSettings& settings, const std::vector
                const WorkerShared& shared)
     : index_(index), settings_(settings), ports_(ports), shared_(shared), conns_(conn_config, &huge_page_memory()) {
   if (settings_.burst_size > kMaxBurst) settings_.burst_size = kMaxBurst;
+  conns_.set_traffic_stats(&traffic_);
   for (WorkerPort& p : ports_) {
     std::uint16_t mtu = 1500;
     if (p.mtu == 0) p.mtu = rte_eth_dev_get_mtu(p.port_id, &mtu) == 0 ? mtu : 1500;
@@ -98,22 +107,63 @@ void Worker::run() {
       periodic(now);
       next_periodic = now + kPeriodicMs;
     }
+    // One relaxed load when no query is pending; a query slice is work, so no back-off then.
+    conntrack::ConnQuery* const q = query_.load(std::memory_order_relaxed);
+    const bool queried = q != nullptr && run_conn_query(q);
 
     counters_.polls.add();
     if (received != 0) {
       counters_.busy_polls.add();
       idle_polls = 0;
-    } else if (settings_.idle_backoff) {
+    } else if (settings_.idle_backoff && !queried) {
       // Spin a little (traffic often comes in bursts), then give the core away.
       if (++idle_polls < settings_.idle_polls_before_sleep) {
         rte_pause();
       } else {
         counters_.idle_sleeps.add();
-        rte_delay_us_sleep(settings_.idle_sleep_us);
+        idle_sleep();
       }
     }
   }
   shared_.rcu->offline(index_);
+}
+
+void Worker::idle_sleep() {
+  // In pieces of at most 1 ms, so that a query posted meanwhile waits no longer than that.
+  for (std::uint32_t left = settings_.idle_sleep_us; left != 0;) {
+    const std::uint32_t us = std::min(left, kMaxSleepSliceUs);
+    rte_delay_us_sleep(us);
+    left -= us;
+    if (left != 0 && query_.load(std::memory_order_relaxed) != nullptr) return;
+  }
+}
+
+bool Worker::post_conn_query(conntrack::ConnQuery* q) {
+  conntrack::ConnQuery* expected = nullptr;
+  // Release: the worker, acquiring, sees the query as the requester filled it.
+  return query_.compare_exchange_strong(expected, q, std::memory_order_release, std::memory_order_relaxed);
+}
+
+bool Worker::cancel_conn_query(conntrack::ConnQuery* q) {
+  conntrack::ConnQuery* expected = q;
+  // Fails while query_ is kQueryRunning: the worker is inside advance() with q. Acquire: what
+  // the last slice wrote to q is visible before the requester reads or frees it.
+  return query_.compare_exchange_strong(expected, nullptr, std::memory_order_acquire, std::memory_order_relaxed);
+}
+
+bool Worker::run_conn_query(conntrack::ConnQuery* q) {
+  // Claim it for this slice; fails only when the requester withdrew it since the load.
+  conntrack::ConnQuery* expected = q;
+  if (!query_.compare_exchange_strong(expected, kQueryRunning, std::memory_order_acquire, std::memory_order_relaxed))
+    return false;
+  if (conntrack::advance(conns_, *q, kQuerySlice)) {
+    // Cleared before done is set, so a requester that sees done may post again at once.
+    query_.store(nullptr, std::memory_order_relaxed);
+    q->done.store(true, std::memory_order_release);
+  } else {
+    query_.store(q, std::memory_order_release);
+  }
+  return true;
 }
 
 lb::LbContext Worker::lb_context(std::uint64_t now) {

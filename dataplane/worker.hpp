@@ -9,6 +9,7 @@
 #include <optional>
 #include <vector>
 
+#include "dataplane/conntrack/conn_query.hpp"
 #include "dataplane/conntrack/conn_table.hpp"
 #include "dataplane/counters.hpp"
 #include "dataplane/lb/forwarder.hpp"
@@ -88,11 +89,24 @@ class Worker {
   void run();
 
   const WorkerCounters& counters() const { return counters_; }
+  // Per service and backend traffic by stats id; read relaxed from any thread.
+  const WorkerServiceStats& service_stats() const { return traffic_; }
   NeighbourSnapshot& neighbour_snapshot() { return snapshot_; }
   unsigned index() const { return index_; }
   // Fixed at construction, so safe to read from any thread.
   std::size_t conn_capacity() const { return conns_.capacity(); }
   std::size_t conn_memory_bytes() const { return conns_.memory_bytes(); }
+
+  // Connection queries (conn_query.hpp), from the control thread. The worker runs a posted
+  // query a slice per loop iteration (at least once a millisecond, idle or not) and sets
+  // q->done (release) when it is complete. False when a query is already pending here.
+  bool post_conn_query(conntrack::ConnQuery* q);
+  // Withdraws `q` if it is pending and no slice of it is running right now: true means the
+  // worker will never touch `q` again (its results are partial; a flush may have erased some).
+  // False when `q` is not pending (done, or never posted) or a slice is running: check done,
+  // then retry. A stopped worker's query can always be withdrawn; a requester that can neither
+  // see done nor withdraw (a worker hung mid-slice) must leak `q`, never free it.
+  bool cancel_conn_query(conntrack::ConnQuery* q);
 
  private:
   void poll_port(std::size_t port_index, std::uint64_t now_ms, std::uint32_t& received);
@@ -128,6 +142,10 @@ class Worker {
   void share_learnt(std::size_t port_index, const LearntNeighbour& learnt);
   void apply_peer_updates(std::uint64_t now_ms);
   void publish_snapshot(std::uint64_t now_ms);
+  // One slice of `q`, the pending connection query as last loaded; true when it ran.
+  bool run_conn_query(conntrack::ConnQuery* q);
+  // The idle back-off's sleep, cut short when a connection query is posted.
+  void idle_sleep();
 
   unsigned index_;
   WorkerSettings settings_;
@@ -158,8 +176,12 @@ class Worker {
   lb::LbVerdict verdict_;  // lb_forward's, read field by field (forwarder.hpp)
   std::uint16_t n_done_ = 0;
   WorkerCounters counters_;
+  WorkerServiceStats traffic_;  // written through conns_
   NeighbourSnapshot snapshot_;
   std::uint64_t next_snapshot_ms_ = 0;
+  // The posted connection query: null, the query, or kQueryRunning while the worker runs a
+  // slice (so cancel_conn_query cannot pull it away mid-slice).
+  std::atomic<conntrack::ConnQuery*> query_{nullptr};
 };
 
 }  // namespace tandem::dpdk

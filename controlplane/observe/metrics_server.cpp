@@ -17,6 +17,7 @@
 #include <rte_lcore.h>
 #include <rte_mempool.h>
 
+#include "controlplane/observe/service_metrics.hpp"
 #include "controlplane/runtime.hpp"
 
 namespace tandem::observe {
@@ -131,6 +132,7 @@ prometheus::Exposition gather_metrics(const Runtime& rt) {
            "reload that changed the services.",
            MetricType::kCounter)
       .add({}, rt.service_tables_published.load(std::memory_order_relaxed));
+  add_service_metrics(e, rt.service_counters());
   return e;
 }
 

@@ -120,6 +120,35 @@ int blocklist_cmd(const char*, const char*, rte_tel_data* d) {
   return 0;
 }
 
+// /tandem/services[,NAME]: one string per service (only NAME's when given), each followed by one
+// per backend:
+//   "service <name> <vip>:<port>/<tcp|udp> <mode> <connections> <active> <packets_in> <packets_out> <bytes_in> <bytes_out>"
+//   "backend <service> <address>:<port> <weight> <connections> <active> <packets_in> <packets_out> <bytes_in> <bytes_out>"
+// The figures of the tandem_service_* and tandem_backend_* metrics. A string longer than
+// telemetry's 128 bytes is cut; the array holds at most 512 (ask for one service then).
+int services_cmd(const char*, const char* params, rte_tel_data* d) {
+  rte_tel_data_start_array(d, RTE_TEL_STRING_VAL);
+  const std::string only = params ? params : "";
+  const auto figures = [](const TrafficTotals& t) {
+    return std::to_string(t.connections) + " " + std::to_string(t.active) + " " + std::to_string(t.packets_in) + " " +
+           std::to_string(t.packets_out) + " " + std::to_string(t.bytes_in) + " " + std::to_string(t.bytes_out);
+  };
+  std::lock_guard lock(g_runtime->control_mutex);
+  for (const ServiceCounters& s : g_runtime->service_counters()) {
+    if (!only.empty() && s.name != only) continue;
+    const std::string line = "service " + s.name + " " + s.vip.to_string() + ":" + std::to_string(s.port) + "/" +
+                             (s.proto == 17 ? "udp" : "tcp") + " " + conntrack::to_string(s.mode) + " " +
+                             figures(s.totals);
+    if (rte_tel_data_add_array_string(d, line.c_str()) < 0) return 0;  // array full (> 0: cut)
+    for (const BackendCounters& b : s.backends) {
+      const std::string row = "backend " + s.name + " " + backend_label(b) + " " + std::to_string(b.weight) + " " +
+                              figures(b.totals);
+      if (rte_tel_data_add_array_string(d, row.c_str()) < 0) return 0;
+    }
+  }
+  return 0;
+}
+
 }  // namespace
 
 void register_telemetry(const Runtime& runtime) {
@@ -131,6 +160,8 @@ void register_telemetry(const Runtime& runtime) {
                              "Neighbour cache: \"port address mac state age_ms\" per entry.");
   rte_telemetry_register_cmd("/tandem/blocklist", blocklist_cmd,
                              "XDP blocklist hits: \"port prefix packets bytes\" per prefix.");
+  rte_telemetry_register_cmd("/tandem/services", services_cmd,
+                             "Traffic per service and backend (param: a service name): connections, active, packets and bytes in/out.");
 }
 
 }  // namespace tandem::observe

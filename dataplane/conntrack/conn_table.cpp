@@ -147,8 +147,9 @@ ConnInsert ConnTable::insert(const FlowKey& original, const FlowKey& reply, cons
       .state = params.state,
       .flags = static_cast<std::uint8_t>((params.flags & ~kConnTableFlags) | kConnInUse |
                                          (index_reply ? kConnReplyIndexed : 0)),
-      .service = params.service,
-      .backend = params.backend,
+      // Range-checked once here, so update() indexes the stats slots without a check.
+      .service = params.service < kMaxServiceStats ? params.service : kUnattributedStats,
+      .backend = params.backend < kMaxBackendStats ? params.backend : kUnattributedStats,
       .next_free = kNil,
       .created_ms = now_ms,
       .last_seen_ms = now_ms,
@@ -157,6 +158,10 @@ ConnInsert ConnTable::insert(const FlowKey& original, const FlowKey& reply, cons
   if (index_reply) place(hr, idx * 2 + static_cast<std::uint32_t>(FlowDir::kReply));
   ++size_;
   ++stats_.inserts;
+  if (traffic_) {
+    traffic_->services[e.service].created.add();
+    traffic_->backends[e.backend].created.add();
+  }
   return {&e, InsertStatus::kInserted};
 }
 
@@ -202,6 +207,11 @@ void ConnTable::release(std::uint32_t idx) {
   if (reply_indexed) prefetch(hr);
   unplace(ho, idx * 2 + static_cast<std::uint32_t>(FlowDir::kOriginal));
   if (reply_indexed) unplace(hr, idx * 2 + static_cast<std::uint32_t>(FlowDir::kReply));
+  // Every way an entry is freed passes here, exactly once (erase() ignores a free entry).
+  if (traffic_) {
+    traffic_->services[e.service].closed.add();
+    traffic_->backends[e.backend].closed.add();
+  }
   e.flags = 0;
   e.next_free = free_head_;
   free_head_ = idx;

@@ -32,6 +32,7 @@
 #include "dataplane/conntrack/flow_key.hpp"
 #include "dataplane/conntrack/forward_mode.hpp"
 #include "dataplane/conntrack/tcp_state.hpp"
+#include "dataplane/counters.hpp"
 #include "dataplane/net/headers.hpp"
 
 namespace tandem::conntrack {
@@ -63,8 +64,10 @@ struct alignas(32) ConnEntry {
   ForwardMode mode = ForwardMode::kNat;
   TcpState state = TcpState::kNone;
   std::uint8_t flags = 0;
-  std::uint32_t service = 0;  // index of the service in the published service table
-  std::uint32_t backend = 0;  // index of the backend within the service
+  // Stats ids of the service and backend (lb::Service::stats_id, lb::Backend::stats_id), not
+  // table positions: those shift when the control plane publishes a new table.
+  std::uint32_t service = 0;  // < kMaxServiceStats
+  std::uint32_t backend = 0;  // < kMaxBackendStats
   std::uint32_t next_free = 0;  // table-internal: the free list while the entry is free
   std::uint64_t created_ms = 0;
   std::uint64_t last_seen_ms = 0;
@@ -89,7 +92,7 @@ struct ConnParams {
   ForwardMode mode = ForwardMode::kNat;
   TcpState state = TcpState::kNone;  // kNone, then update() with the first packet sets it
   std::uint8_t flags = 0;            // kConnMidFlow, kConnFromPeer; table bits are ignored
-  std::uint32_t service = 0;
+  std::uint32_t service = 0;         // stats ids; out of range -> kUnattributedStats
   std::uint32_t backend = 0;
 };
 
@@ -148,6 +151,11 @@ class ConnTable {
   ConnTable(const ConnTable&) = delete;
   ConnTable& operator=(const ConnTable&) = delete;
 
+  // Per service and backend traffic (counters.hpp), by the entries' stats ids: a connection is
+  // counted created at insert, closed when freed (erase, expire: every way out), and each
+  // update() counts its packet and bytes. Null (the default): not counted. Set before use.
+  void set_traffic_stats(WorkerServiceStats* stats) { traffic_ = stats; }
+
   // The entry holding `key` (either direction), or none. Counted as a hit or a miss.
   ConnLookup lookup(const FlowKey& key) { return lookup(key, hash(key)); }
   ConnLookup lookup(const FlowKey& key, std::uint64_t hash);
@@ -184,6 +192,14 @@ class ConnTable {
     e.last_seen_ms = now_ms;
     ++e.packets[d];
     e.bytes[d] += bytes;
+    if (traffic_) {  // ids were range-checked at insert
+      TrafficCounters& s = traffic_->services[e.service];
+      TrafficCounters& b = traffic_->backends[e.backend];
+      s.packets[d].add();
+      s.bytes[d].add(bytes);
+      b.packets[d].add();
+      b.bytes[d].add(bytes);
+    }
     if (e.proto != net::ipv4::kProtoTcp) return false;
     const TcpState next = tcp_next_state(e.state, dir, tcp_event(tcp_flags), tcp_view(e.mode));
     if (next == e.state) return false;
@@ -215,6 +231,12 @@ class ConnTable {
     for (const ConnEntry& e : pool_)
       if (e.flags & kConnInUse) fn(e);
   }
+
+  // The pool entry at `index` < capacity(), in use or free (test flags & kConnInUse). For scans
+  // that span many calls (conn_query.hpp): entries never move, and erase() touches only the
+  // erased entry, so an index stays valid and a scan may erase as it goes.
+  const ConnEntry& entry_at(std::size_t index) const { return pool_[index]; }
+  ConnEntry& entry_at(std::size_t index) { return pool_[index]; }
 
   std::size_t size() const { return size_; }
   // One past the highest entry index ever handed out: what a full expiry sweep covers.
@@ -267,6 +289,7 @@ class ConnTable {
   std::size_t sweep_ = 0;   // next pool entry expire() examines
   std::size_t extent_ = 0;  // entries [0, extent_) have been used
   ConnStats stats_;
+  WorkerServiceStats* traffic_ = nullptr;
 };
 
 template <typename Fn>

@@ -184,8 +184,8 @@ TANDEM_HOT_INLINE LbVerdict forward_original(std::uint8_t* frame, std::uint32_t&
                       .dst_port = local_port, .proto = p.proto};
   const conntrack::ConnParams params{.mode = svc.mode,
                                      .flags = mid_flow ? conntrack::kConnMidFlow : std::uint8_t{0},
-                                     .service = ctx.services->index_of(svc),
-                                     .backend = static_cast<std::uint32_t>(b - svc.backends.data())};
+                                     .service = svc.stats_id,
+                                     .backend = b->stats_id};
   const conntrack::ConnInsert ins = ctx.conns->insert(key, reply, params, ctx.now_ms);
   if (ins.status != conntrack::InsertStatus::kInserted) {
     // Table full (or the reply key is taken): forward statelessly by Maglev, counted. The flow

@@ -19,6 +19,9 @@ struct Backend {
   net::Ipv4Addr addr;
   std::uint16_t port = 0;  // 0 with an all-ports service: the client's destination port
   std::uint32_t weight = 1;
+  // Its traffic counters' slot (counters.hpp), stable across tables: given by the control
+  // plane's registry (controlplane/observe/stats_ids.hpp); 0 = unattributed.
+  std::uint32_t stats_id = 0;
 };
 
 struct Service {
@@ -31,6 +34,7 @@ struct Service {
   std::vector<net::Ipv4Addr> local_addrs;  // fullnat source addresses
   std::uint32_t maglev_size = kMaglevDefaultSize;
   std::optional<MaglevTable> maglev;  // built by ServiceTable::build, always set in a table
+  std::uint32_t stats_id = 0;  // as Backend::stats_id
 
   // The backend for a new flow with this hash, or nullptr when every backend is drained.
   const Backend* pick(std::uint32_t flow_hash) const {

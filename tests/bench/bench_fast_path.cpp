@@ -2,6 +2,8 @@
 // worker spends on one frame once it is in memory. Run: meson compile -C build && build/tests/bench/bench_fast_path
 #include <benchmark/benchmark.h>
 
+#include <memory>
+
 #include "dataplane/local_stack.hpp"
 #include "dataplane/net/checksum.hpp"
 #include "tests/unit/frames.hpp"
@@ -77,18 +79,22 @@ BENCHMARK(BM_Checksum)->Arg(20)->Arg(1500);
 
 // One packet of an established connection through lb_forward, per mode (0 nat, 1 fullnat,
 // 2 dsr, 3 tunnel): copy the frame in (as it arrives), parse, look the connection up (a table
-// of one: cached, so this is the rewrite's cost, not the memory's), rewrite, pick the next hop.
+// of one: cached, so this is the rewrite's cost, not the memory's), rewrite, pick the next hop,
+// count it for its service and backend (stats ids 1 and 2, as a worker does).
 void BM_LbForwardEstablished(benchmark::State& state) {
   using namespace test::lb_world;
   const auto mode = static_cast<conntrack::ForwardMode>(state.range(0));
   UnitPorts unit;
   lb::Service svc{.name = "web", .vip = net::Ipv4Addr{kVip}, .proto = 6, .port = 80, .mode = mode,
                   .maglev_size = 251};
-  for (const auto b : kBackend) svc.backends.push_back({net::Ipv4Addr{b}, 80, 1});
+  svc.stats_id = 1;
+  for (const auto b : kBackend) svc.backends.push_back({net::Ipv4Addr{b}, 80, 1, 2});
   if (mode == conntrack::ForwardMode::kFullNat) svc.local_addrs = {net::Ipv4Addr{kLocal}};
   std::string error;
   const auto table = lb::ServiceTable::build({svc}, error);
   conntrack::ConnTable conns(conntrack::ConnTableConfig{.capacity = 1024});
+  const auto traffic = std::make_unique<WorkerServiceStats>();
+  conns.set_traffic_stats(traffic.get());
   const lb::LbContext ctx{.services = table.get(), .conns = &conns, .ports = unit.ports, .now_ms = 1};
   test::Bytes out;
   run_frame(ctx, tcp_frame(kNorthMac, kGatewayMac, test::lb_world::kClient, kVip, 40000, 80, 0x02), out);  // the SYN

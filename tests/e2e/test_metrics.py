@@ -8,7 +8,10 @@ traffic the test sent:
 
   - N pings -> icmp_echo_replies_sent grows by exactly N, the port's rx/tx packets by >= N;
   - N HTTP connections through a nat VIP -> lb_new_flows grows by exactly N, conntrack creates
-    N entries; a reload that changes the services counts one more Maglev rebuild;
+    N entries; per backend, tandem_backend_connections_total grows by exactly the requests that
+    backend answered (summing to N), its bytes in by at least what the client sent it, and the
+    service's figures are the sum of its backends'; a reload that changes the services counts
+    one more Maglev rebuild and keeps every per-backend counter (stats ids are stable);
   - any other path, or another method, is a 404; a taken port stops tandemd at start.
 """
 
@@ -192,7 +195,25 @@ EXPECTED_FAMILIES = {
     "tandem_mempool_in_use": "gauge", "tandem_mempool_available": "gauge",
     "tandem_services": "gauge", "tandem_backends": "gauge",
     "tandem_maglev_rebuilds_total": "counter",
+    "tandem_service_connections_total": "counter", "tandem_service_connections_active": "gauge",
+    "tandem_service_packets_total": "counter", "tandem_service_bytes_total": "counter",
+    "tandem_backend_connections_total": "counter", "tandem_backend_connections_active": "gauge",
+    "tandem_backend_packets_total": "counter", "tandem_backend_bytes_total": "counter",
 }
+
+TRAFFIC = ("connections_total", "connections_active", "packets_total", "bytes_total")
+
+
+def traffic(families: dict, kind: str, **labels: str) -> dict[str, float]:
+    """One service's (kind "service") or backend's ("backend") figures: {"connections",
+    "active", "packets_in", "packets_out", "bytes_in", "bytes_out"}."""
+    p = f"tandem_{kind}_"
+    return {"connections": value(families, p + "connections_total", **labels),
+            "active": value(families, p + "connections_active", **labels),
+            "packets_in": value(families, p + "packets_total", direction="in", **labels),
+            "packets_out": value(families, p + "packets_total", direction="out", **labels),
+            "bytes_in": value(families, p + "bytes_total", direction="in", **labels),
+            "bytes_out": value(families, p + "bytes_total", direction="out", **labels)}
 
 
 # --- offline: the parser and the config writer ------------------------------------------------
@@ -275,6 +296,9 @@ def test_metrics_follow_pings(lab, subnet):
     assert value(before, "tandem_neighbour_entries", port="north0") == len(t.unit.neighbours())
     assert value(before, "tandem_services") == 0 and value(before, "tandem_backends") == 0
     assert value(before, "tandem_maglev_rebuilds_total") == 1
+    for kind in ("service", "backend"):    # no services: the families without samples
+        for suffix in TRAFFIC:
+            assert before[f"tandem_{kind}_{suffix}"]["samples"] == {}, (kind, suffix)
     for d in ("rx", "tx"):
         assert value(before, "tandem_port_packets_total", port="north0", direction=d) >= 1
 
@@ -333,6 +357,9 @@ def test_metrics_follow_load_balancing(lab):
         tl.LbBackend(h.ns, h.name, http=[8080], log_name=f"server-{h.name}")
     before = scrape(t.unit_ns)
     assert value(before, "tandem_services") == 1 and value(before, "tandem_backends") == 3
+    labels = {h.name: {"service": "web", "backend": f"{h.ip}:8080"} for h in t.backends}
+    backends_before = {name: traffic(before, "backend", **l) for name, l in labels.items()}
+    service_before = traffic(before, "service", service="web")
     assert value(before, "tandem_maglev_rebuilds_total") == 1
     for port in ("north0", "south0"):
         assert value(before, "tandem_port_tx_dropped_total", port=port) == 0
@@ -356,6 +383,44 @@ def test_metrics_follow_load_balancing(lab):
             assert (value(after, "tandem_port_packets_total", port=port, direction=d)
                     - value(before, "tandem_port_packets_total", port=port, direction=d)) >= 3 * n
 
+    # Per backend: exactly the connections it answered, at least the bytes the client sent it
+    # (each request's payload; frames carry headers on top); the service is their sum.
+    answered = burst.by_backend()
+    sent = {name: 0 for name in labels}
+    for r in burst.ok:
+        sent[r["backend"]] += len(f"GET /req/{r['i']} HTTP/1.0\r\nHost: {vip}\r\n\r\n")
+    grown = {name: {k: traffic(after, "backend", **l)[k] - backends_before[name][k]
+                    for k in backends_before[name]} for name, l in labels.items()}
+    assert sum(g["connections"] for g in grown.values()) == n, grown
+    for name, g in grown.items():
+        c = answered.get(name, 0)
+        assert g["connections"] == c, (name, g, answered)
+        assert g["bytes_in"] >= sent[name], (name, g, sent[name])
+        assert g["packets_in"] >= 3 * c and g["packets_out"] >= 2 * c, (name, g)  # handshake, data
+        assert g["bytes_out"] >= 100 * c, (name, g)  # each response is ~100 bytes or more
+        assert 0 <= g["active"] <= g["connections"], (name, g)
+    service_grown = {k: traffic(after, "service", service="web")[k] - service_before[k] for k in service_before}
+    for k in service_grown:
+        assert service_grown[k] == sum(g[k] for g in grown.values()), (k, service_grown, grown)
+    assert (sum(traffic(after, "backend", **l)["active"] for l in labels.values())
+            <= value(after, "tandem_conntrack_connections"))
+    # The same figures from telemetry (/tandem/services, one service by name): nothing was
+    # sent since the scrape. Columns after the name: connections active packets_in packets_out
+    # bytes_in bytes_out.
+    lines = t.unit.telemetry("/tandem/services,web")
+    assert lines[0].split()[:5] == ["service", "web", f"{vip}:80/tcp", "nat"] + \
+        [str(int(traffic(after, "service", service="web")["connections"]))], lines
+    rows = {r.split()[2]: r.split() for r in lines[1:]}
+    assert len(rows) == 3 and all(r[:2] == ["backend", "web"] for r in rows.values()), lines
+    for name, l in labels.items():
+        figures = traffic(after, "backend", **l)
+        row = rows[l["backend"]]
+        assert row[3] == "1", row  # weight
+        for k, col in (("connections", 4), ("packets_in", 6), ("packets_out", 7), ("bytes_in", 8),
+                       ("bytes_out", 9)):
+            assert int(row[col]) == figures[k], (name, k, row, figures)
+    assert t.unit.telemetry("/tandem/services,nosuch") == []
+
     # A reload that changes the services publishes a new table: one more rebuild. A new listen
     # address waits for a restart (the endpoint stays where it is).
     t.config.service("web").backends[0].weight = 3
@@ -365,6 +430,11 @@ def test_metrics_follow_load_balancing(lab):
     f = scrape(t.unit_ns)
     assert value(f, "tandem_maglev_rebuilds_total") == 2
     assert value(f, "tandem_backends") == 3
+    # The new table's backends keep their stats ids: no counter went back.
+    for name, l in labels.items():
+        now, then = traffic(f, "backend", **l), traffic(after, "backend", **l)
+        for k in ("connections", "packets_in", "packets_out", "bytes_in", "bytes_out"):
+            assert now[k] >= then[k], (name, k, then, now)
 
 
 def test_taken_port_stops_the_start(lab, subnet):

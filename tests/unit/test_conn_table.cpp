@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <memory>
 #include <random>
 #include <string>
 #include <unordered_map>
@@ -298,6 +299,80 @@ TEST(ConnTable, UpdateCountsPerDirectionAndMovesTheTcpState) {
   EXPECT_EQ(e.bytes[1], 60u);
   EXPECT_EQ(e.last_seen_ms, 40u);
   EXPECT_EQ(e.created_ms, 0u);
+}
+
+TEST(ConnTable, TrafficIsCountedPerServiceAndBackendSlot) {
+  ConnTable t(small(8));
+  const auto traffic = std::make_unique<tandem::WorkerServiceStats>();
+  t.set_traffic_stats(traffic.get());
+  const Keys a = nat_keys(1, 40000, 2);
+  const Keys b = nat_keys(2, 40000, 3);
+  ConnEntry& ea = *t.insert(a.original, a.reply, params(ForwardMode::kNat, 5, 7), 0).entry;
+  ConnEntry& eb = *t.insert(b.original, b.reply, params(ForwardMode::kNat, 5, 8), 0).entry;
+  const auto& svc = traffic->services[5];
+  const auto& b7 = traffic->backends[7];
+  const auto& b8 = traffic->backends[8];
+  EXPECT_EQ(svc.created.get(), 2u);
+  EXPECT_EQ(svc.active(), 2u);
+  EXPECT_EQ(b7.created.get(), 1u);
+  EXPECT_EQ(b8.created.get(), 1u);
+  t.update(ea, FlowDir::kOriginal, kTcpSyn, 60, 1);
+  t.update(ea, FlowDir::kReply, kTcpSyn | kTcpAck, 64, 2);
+  t.update(eb, FlowDir::kOriginal, kTcpSyn, 70, 3);
+  EXPECT_EQ(b7.packets[0].get(), 1u);
+  EXPECT_EQ(b7.bytes[0].get(), 60u);
+  EXPECT_EQ(b7.packets[1].get(), 1u);
+  EXPECT_EQ(b7.bytes[1].get(), 64u);
+  EXPECT_EQ(b8.bytes[0].get(), 70u);
+  EXPECT_EQ(svc.packets[0].get(), 2u);
+  EXPECT_EQ(svc.bytes[0].get(), 130u);
+  EXPECT_EQ(svc.bytes[1].get(), 64u);
+
+  // Freed by erase (once, however often erase is called) and by expiry.
+  t.erase(&ea);
+  t.erase(&ea);
+  EXPECT_EQ(b7.closed.get(), 1u);
+  EXPECT_EQ(b7.active(), 0u);
+  EXPECT_EQ(svc.active(), 1u);
+  EXPECT_EQ(t.expire(1'000'000, 8), 1u);
+  EXPECT_EQ(b8.active(), 0u);
+  EXPECT_EQ(svc.closed.get(), 2u);
+  EXPECT_EQ(svc.active(), 0u);
+  // Counters outlive the connections: they only grow.
+  EXPECT_EQ(svc.created.get(), 2u);
+  EXPECT_EQ(svc.packets[0].get(), 2u);
+}
+
+TEST(ConnTable, StatsIdsOutOfRangeAreUnattributed) {
+  ConnTable t(small(4));
+  const auto traffic = std::make_unique<tandem::WorkerServiceStats>();
+  t.set_traffic_stats(traffic.get());
+  const Keys k = nat_keys(1, 40000, 2);
+  ConnEntry& e = *t.insert(k.original, k.reply,
+                           params(ForwardMode::kNat, tandem::kMaxServiceStats, tandem::kMaxBackendStats + 5), 0)
+                      .entry;
+  EXPECT_EQ(e.service, tandem::kUnattributedStats);
+  EXPECT_EQ(e.backend, tandem::kUnattributedStats);
+  t.update(e, FlowDir::kOriginal, kTcpSyn, 60, 1);
+  EXPECT_EQ(traffic->services[0].created.get(), 1u);
+  EXPECT_EQ(traffic->backends[0].bytes[0].get(), 60u);
+  // The last valid ids are kept.
+  const Keys l = nat_keys(3, 40000, 2);
+  ConnEntry& last = *t.insert(l.original, l.reply,
+                              params(ForwardMode::kNat, tandem::kMaxServiceStats - 1, tandem::kMaxBackendStats - 1), 0)
+                         .entry;
+  EXPECT_EQ(last.service, tandem::kMaxServiceStats - 1);
+  EXPECT_EQ(last.backend, tandem::kMaxBackendStats - 1);
+  EXPECT_EQ(traffic->backends[tandem::kMaxBackendStats - 1].created.get(), 1u);
+}
+
+TEST(ConnTable, WithoutTrafficStatsNothingIsCounted) {
+  ConnTable t(small(4));  // the default: no slots (tests, benchmarks of the table alone)
+  const Keys k = nat_keys(1, 40000, 2);
+  ConnEntry& e = *t.insert(k.original, k.reply, params(ForwardMode::kNat, 1, 1), 0).entry;
+  t.update(e, FlowDir::kOriginal, kTcpSyn, 60, 1);
+  t.erase(&e);
+  EXPECT_EQ(t.size(), 0u);
 }
 
 TEST(ConnTable, DsrEntriesUseTheClientOnlyView) {

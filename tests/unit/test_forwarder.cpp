@@ -5,6 +5,8 @@
 
 #include <map>
 
+#include "controlplane/observe/stats_registry.hpp"
+#include "dataplane/conntrack/conn_query.hpp"
 #include "tests/unit/lb_frames.hpp"
 
 using namespace tandem;
@@ -19,14 +21,20 @@ using namespace test::lb_world;
 class ForwarderTest : public ::testing::Test {
  protected:
   ForwarderTest()
-      : conns_(std::make_unique<conntrack::ConnTable>(conntrack::ConnTableConfig{.capacity = 4096})) {}
+      : conns_(std::make_unique<conntrack::ConnTable>(conntrack::ConnTableConfig{.capacity = 4096})),
+        traffic_(std::make_unique<WorkerServiceStats>()) {
+    conns_->set_traffic_stats(traffic_.get());
+  }
 
+  // Services and backends take their stats ids from the fixture's registry, as tandemd's do.
   void set_service(ForwardMode mode, std::vector<lb::Backend> backends, std::uint16_t port = 80) {
     lb::Service s{.name = "web", .vip = net::Ipv4Addr{kVip}, .proto = 6, .port = port, .mode = mode,
                   .backends = std::move(backends), .maglev_size = 251};
     if (mode == ForwardMode::kFullNat) s.local_addrs = {net::Ipv4Addr{kLocal}};
+    std::vector<lb::Service> services{s};
+    EXPECT_EQ(ids_.assign(services), "");
     std::string error;
-    table_ = lb::ServiceTable::build({s}, error);
+    table_ = lb::ServiceTable::build(std::move(services), error);
     ASSERT_TRUE(table_) << error;
   }
 
@@ -49,10 +57,19 @@ class ForwarderTest : public ::testing::Test {
 
   void reset_conns(std::uint32_t capacity) {
     conns_ = std::make_unique<conntrack::ConnTable>(conntrack::ConnTableConfig{.capacity = capacity});
+    conns_->set_traffic_stats(traffic_.get());
   }
+
+  // The traffic slot of the backend at `addr` (by its id, whatever its position now).
+  const TrafficCounters& backend_stats(std::uint32_t addr, std::uint16_t port = 8080) const {
+    return traffic_->backends[ids_.backend_id("web", net::Ipv4Addr{addr}, port)];
+  }
+  const TrafficCounters& service_stats() const { return traffic_->services[ids_.service_id("web")]; }
 
   std::unique_ptr<const lb::ServiceTable> table_;
   std::unique_ptr<conntrack::ConnTable> conns_;
+  std::unique_ptr<WorkerServiceStats> traffic_;
+  observe::StatsRegistry ids_;
   UnitPorts unit_;
   std::uint64_t now_ = 1000;
 };
@@ -398,4 +415,186 @@ TEST_F(ForwarderTest, TunnelAnswersTooBigSegmentsWithFragmentationNeeded) {
   ASSERT_EQ(run(tcp(kNorthMac, kGatewayMac, kClient, kVip, 40000, 80, 0x10, 64, test::pattern(1440)), out).action,
             Action::kTransmit);
   EXPECT_EQ(out.size(), 14u + 1500u);
+}
+
+// --- per service and backend traffic (stats ids) -----------------------------------------------
+
+TEST_F(ForwarderTest, ANewConnectionIsCountedForItsServiceAndBackend) {
+  set_service(ForwardMode::kNat, three());
+  Bytes out;
+  const Bytes syn = from_client(40000, 0x02);
+  ASSERT_EQ(run(syn, out).action, Action::kTransmit);
+  const conntrack::ConnEntry* e = conns_->find({kClient, kVip, 40000, 80, 6});
+  ASSERT_NE(e, nullptr);
+  const int b = backend_of(e->backend_addr);
+  // The entry holds stats ids, not table positions.
+  EXPECT_EQ(e->service, ids_.service_id("web"));
+  EXPECT_EQ(e->backend, ids_.backend_id("web", net::Ipv4Addr{kBackend[b]}, 8080));
+  EXPECT_NE(e->backend, kUnattributedStats);
+
+  const TrafficCounters& be = backend_stats(kBackend[b]);
+  EXPECT_EQ(be.created.get(), 1u);
+  EXPECT_EQ(be.active(), 1u);
+  EXPECT_EQ(be.packets[0].get(), 1u);
+  EXPECT_EQ(be.bytes[0].get(), syn.size());
+  EXPECT_EQ(be.packets[1].get(), 0u);
+  EXPECT_EQ(service_stats().created.get(), 1u);
+  EXPECT_EQ(service_stats().bytes[0].get(), syn.size());
+  for (int other = 0; other < 3; ++other) {
+    if (other != b) {
+      EXPECT_EQ(backend_stats(kBackend[other]).created.get(), 0u) << other;
+    }
+  }
+
+  // The reply counts out, the client's next packets in.
+  const Bytes synack = tcp(kSouthMac, kBackendMac[b], kBackend[b], kClient, 8080, 40000, 0x12);
+  ASSERT_EQ(run(synack, out).event, Handled::kLbRepliesForwarded);
+  const Bytes ack = from_client(40000, 0x10);
+  ASSERT_EQ(run(ack, out).event, Handled::kLbForwarded);
+  ASSERT_EQ(run(ack, out).event, Handled::kLbForwarded);
+  EXPECT_EQ(be.created.get(), 1u);  // still one connection
+  EXPECT_EQ(be.packets[0].get(), 3u);
+  EXPECT_EQ(be.bytes[0].get(), syn.size() + 2 * ack.size());
+  EXPECT_EQ(be.packets[1].get(), 1u);
+  EXPECT_EQ(be.bytes[1].get(), synack.size());
+  EXPECT_EQ(service_stats().packets[0].get(), 3u);
+  EXPECT_EQ(service_stats().packets[1].get(), 1u);
+  // The connection's own figures agree.
+  EXPECT_EQ(e->packets[0], 3u);
+  EXPECT_EQ(e->bytes[1], synack.size());
+}
+
+TEST_F(ForwarderTest, ConnectionsSpreadOverBackendsAreCountedOncePerBackend) {
+  set_service(ForwardMode::kDsr, three(80));
+  Bytes out;
+  constexpr int kFlows = 300;
+  std::array<std::uint64_t, 3> created{};
+  for (std::uint16_t sport = 1000; sport < 1000 + kFlows; ++sport) {
+    ASSERT_EQ(run(from_client(sport, 0x02), out).action, Action::kTransmit);
+    ++created[backend_of(conns_->find({kClient, kVip, sport, 80, 6})->backend_addr)];
+  }
+  std::uint64_t sum = 0;
+  for (int b = 0; b < 3; ++b) {
+    EXPECT_EQ(backend_stats(kBackend[b], 80).created.get(), created[b]) << b;
+    EXPECT_EQ(backend_stats(kBackend[b], 80).active(), created[b]) << b;
+    EXPECT_EQ(backend_stats(kBackend[b], 80).packets[1].get(), 0u);  // dsr: replies bypass the unit
+    sum += backend_stats(kBackend[b], 80).created.get();
+  }
+  EXPECT_EQ(sum, static_cast<std::uint64_t>(kFlows));
+  EXPECT_EQ(service_stats().created.get(), static_cast<std::uint64_t>(kFlows));
+}
+
+TEST_F(ForwarderTest, EveryWayOutOfTheTableClosesTheConnectionOnce) {
+  set_service(ForwardMode::kNat, three());
+  Bytes out;
+  for (std::uint16_t sport = 1; sport <= 30; ++sport) ASSERT_EQ(run(from_client(sport, 0x02), out).action, Action::kTransmit);
+  EXPECT_EQ(service_stats().active(), 30u);
+
+  // A client reusing a closed connection's port: the old one closes, a new one is created.
+  ASSERT_EQ(run(from_client(1, 0x04), out).action, Action::kTransmit);  // RST: CLOSE
+  ASSERT_TRUE(run(from_client(1, 0x02), out).new_flow);
+  EXPECT_EQ(service_stats().created.get(), 31u);
+  EXPECT_EQ(service_stats().closed.get(), 1u);
+  EXPECT_EQ(service_stats().active(), 30u);
+
+  // A flush by a connection query (what a worker runs for the control plane).
+  conntrack::ConnQuery q;
+  q.op = conntrack::ConnQueryOp::kFlush;
+  q.filter.backend = kBackend[0];
+  while (!conntrack::advance(*conns_, q, 7)) {
+  }
+  EXPECT_GT(q.matched, 0u);
+  EXPECT_EQ(backend_stats(kBackend[0]).active(), 0u);
+  EXPECT_EQ(backend_stats(kBackend[0]).closed.get(), backend_stats(kBackend[0]).created.get());
+  EXPECT_EQ(service_stats().active(), 30u - q.matched);
+
+  // Expiry: SYN_SENT times out after 60 s; an erase of an entry already freed counts nothing.
+  now_ += 61'000;
+  EXPECT_EQ(conns_->expire(now_, conns_->extent()), 30u - q.matched);
+  EXPECT_EQ(conns_->size(), 0u);
+  EXPECT_EQ(service_stats().active(), 0u);
+  EXPECT_EQ(service_stats().closed.get(), 31u);
+  std::uint64_t created = 0, closed = 0;
+  for (int b = 0; b < 3; ++b) {
+    EXPECT_EQ(backend_stats(kBackend[b]).active(), 0u) << b;
+    created += backend_stats(kBackend[b]).created.get();
+    closed += backend_stats(kBackend[b]).closed.get();
+  }
+  EXPECT_EQ(created, 31u);
+  EXPECT_EQ(closed, 31u);
+}
+
+TEST_F(ForwarderTest, ABackendKeepsItsStatsIdWhenTheTableIsRebuilt) {
+  set_service(ForwardMode::kNat, three());
+  const std::uint32_t svc = table_->services()[0].stats_id;
+  std::array<std::uint32_t, 3> id{};
+  for (int b = 0; b < 3; ++b) id[b] = table_->services()[0].backends[b].stats_id;
+  EXPECT_NE(svc, kUnattributedStats);
+  EXPECT_NE(id[0], id[1]);
+  EXPECT_NE(id[1], id[2]);
+
+  // A connection to backend 1...
+  Bytes out;
+  std::uint16_t sport = 1000;
+  for (;; ++sport) {
+    ASSERT_EQ(run(from_client(sport, 0x02), out).action, Action::kTransmit);
+    if (conns_->find({kClient, kVip, sport, 80, 6})->backend_addr == kBackend[1]) break;
+  }
+  const std::uint64_t created_1 = backend_stats(kBackend[1]).created.get();
+
+  // ...then backend 0 is removed: backend 1 moves to position 0, its id stays.
+  auto two = three();
+  two.erase(two.begin());
+  set_service(ForwardMode::kNat, two);
+  EXPECT_EQ(table_->services()[0].stats_id, svc);
+  EXPECT_EQ(table_->services()[0].backends[0].stats_id, id[1]);
+  EXPECT_EQ(table_->services()[0].backends[1].stats_id, id[2]);
+  const std::uint64_t in_before = backend_stats(kBackend[1]).packets[0].get();
+  ASSERT_EQ(run(from_client(sport, 0x10), out).action, Action::kTransmit);
+  EXPECT_EQ(backend_stats(kBackend[1]).packets[0].get(), in_before + 1);  // still counted to backend 1
+  EXPECT_EQ(backend_stats(kBackend[1]).created.get(), created_1);
+
+  // Added back (last this time): its old id again, so its counters carry on.
+  auto back = two;
+  back.push_back(three()[0]);
+  set_service(ForwardMode::kNat, back);
+  EXPECT_EQ(table_->services()[0].backends[2].stats_id, id[0]);
+  EXPECT_EQ(ids_.backends(), 3u);
+  // A new backend gets a new id; so does the same address on another port.
+  auto more = back;
+  more.push_back({net::Ipv4Addr{kBackend[0]}, 9090, 1});
+  set_service(ForwardMode::kNat, more);
+  EXPECT_EQ(ids_.backends(), 4u);
+  EXPECT_EQ(table_->services()[0].backends[3].stats_id, 4u);
+}
+
+TEST(StatsRegistry, AFullRegistryGivesSlotZeroAndWarnsOnce) {
+  observe::StatsRegistry ids(3, 4);  // ids 1..2 for services, 1..3 for backends
+  const auto service = [](std::string name, int backends) {
+    lb::Service s{.name = std::move(name)};
+    for (int i = 0; i < backends; ++i) s.backends.push_back({net::Ipv4Addr{0x0a000001u + static_cast<std::uint32_t>(i)}, 80, 1});
+    return s;
+  };
+  std::vector<lb::Service> v{service("a", 2), service("b", 1)};
+  EXPECT_EQ(ids.assign(v), "");
+  EXPECT_EQ(v[0].stats_id, 1u);
+  EXPECT_EQ(v[1].stats_id, 2u);
+  EXPECT_EQ(v[0].backends[0].stats_id, 1u);
+  EXPECT_EQ(v[0].backends[1].stats_id, 2u);
+  EXPECT_EQ(v[1].backends[0].stats_id, 3u);
+  // The same backend address in another service is another backend.
+  EXPECT_EQ(ids.backend_id("b", net::Ipv4Addr{0x0a000001u}, 80), 3u);
+
+  std::vector<lb::Service> w{service("c", 1), service("a", 3)};
+  const std::string warning = ids.assign(w);
+  EXPECT_NE(warning.find("no slot left for new services and backends"), std::string::npos) << warning;
+  EXPECT_EQ(w[0].stats_id, kUnattributedStats);
+  EXPECT_EQ(w[0].backends[0].stats_id, kUnattributedStats);
+  EXPECT_EQ(w[1].stats_id, 1u);  // known keys keep their ids
+  EXPECT_EQ(w[1].backends[1].stats_id, 2u);
+  EXPECT_EQ(w[1].backends[2].stats_id, kUnattributedStats);
+  EXPECT_EQ(ids.assign(w), "");  // once
+  EXPECT_EQ(ids.services(), 2u);
+  EXPECT_EQ(ids.backends(), 3u);
+  EXPECT_EQ(ids.service_id("c"), kUnattributedStats);
 }

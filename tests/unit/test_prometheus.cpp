@@ -3,10 +3,15 @@
 #include "controlplane/observe/prometheus.hpp"
 
 #include <cmath>
+#include <memory>
 #include <limits>
 #include <stdexcept>
 
 #include <gtest/gtest.h>
+
+#include "controlplane/observe/service_counters.hpp"
+#include "controlplane/observe/service_metrics.hpp"
+#include "controlplane/observe/stats_registry.hpp"
 
 namespace tandem::observe::prometheus {
 namespace {
@@ -108,6 +113,166 @@ TEST(Prometheus, UntypedAndTypeNames) {
   Exposition e;
   e.family("tandem_build_info", "Build.", MetricType::kGauge).add({{"version", "0.1.0"}}, 1);
   EXPECT_EQ(render(e), "# HELP tandem_build_info Build.\n# TYPE tandem_build_info gauge\ntandem_build_info{version=\"0.1.0\"} 1\n");
+}
+
+// --- per service and backend traffic -------------------------------------------------------------
+
+// Two services as tandemd builds them (stats ids from a registry), and two workers' slots.
+struct ServiceWorld {
+  std::unique_ptr<const lb::ServiceTable> table;
+  std::unique_ptr<WorkerServiceStats> w0 = std::make_unique<WorkerServiceStats>();
+  std::unique_ptr<WorkerServiceStats> w1 = std::make_unique<WorkerServiceStats>();
+  StatsRegistry ids;
+
+  explicit ServiceWorld(std::vector<lb::Service> services) {
+    EXPECT_EQ(ids.assign(services), "");
+    std::string error;
+    table = lb::ServiceTable::build(std::move(services), error);
+    EXPECT_TRUE(table) << error;
+  }
+  std::vector<ServiceCounters> gather() const {
+    const WorkerServiceStats* workers[] = {w0.get(), w1.get()};
+    return service_counters(*table, workers);
+  }
+};
+
+lb::Service web() {
+  return {.name = "web",
+          .vip = net::Ipv4Addr{0xcb00710au},  // 203.0.113.10
+          .proto = 6,
+          .port = 80,
+          .mode = conntrack::ForwardMode::kNat,
+          .backends = {{net::Ipv4Addr{0x0a000115u}, 8080, 1}, {net::Ipv4Addr{0x0a000116u}, 8080, 0}},
+          .maglev_size = 251};
+}
+
+lb::Service dns() {
+  return {.name = "dns \"quoted\"",
+          .vip = net::Ipv4Addr{0xcb00710bu},
+          .proto = 17,
+          .port = 0,
+          .mode = conntrack::ForwardMode::kDsr,
+          .backends = {{net::Ipv4Addr{0x0a000121u}, 0, 2}},
+          .maglev_size = 251};
+}
+
+void count(TrafficCounters& c, std::uint64_t created, std::uint64_t closed, std::uint64_t pin, std::uint64_t pout,
+           std::uint64_t bin, std::uint64_t bout) {
+  c.created.add(created);
+  c.closed.add(closed);
+  c.packets[0].add(pin);
+  c.packets[1].add(pout);
+  c.bytes[0].add(bin);
+  c.bytes[1].add(bout);
+}
+
+TEST(ServiceCounters, SumsTheWorkersSlotsAlongTheTable) {
+  ServiceWorld w({web(), dns()});
+  const lb::Service& s = w.table->services()[0];
+  count(w.w0->services[s.stats_id], 5, 2, 50, 40, 5000, 40000);
+  count(w.w1->services[s.stats_id], 3, 3, 30, 20, 3000, 20000);
+  count(w.w0->backends[s.backends[0].stats_id], 5, 2, 50, 40, 5000, 40000);
+  count(w.w1->backends[s.backends[0].stats_id], 3, 3, 30, 20, 3000, 20000);
+  // Slot 0 (unattributed) is never reported as anybody's.
+  count(w.w0->services[0], 99, 0, 99, 99, 99, 99);
+  count(w.w0->backends[0], 99, 0, 99, 99, 99, 99);
+
+  const auto got = w.gather();
+  ASSERT_EQ(got.size(), 2u);
+  const ServiceCounters& a = got[0];
+  EXPECT_EQ(a.name, "web");
+  EXPECT_EQ(a.vip.to_string(), "203.0.113.10");
+  EXPECT_EQ(a.port, 80);
+  EXPECT_EQ(a.proto, 6);
+  EXPECT_EQ(a.mode, conntrack::ForwardMode::kNat);
+  EXPECT_EQ(a.stats_id, s.stats_id);
+  const TrafficTotals want{.connections = 8, .active = 3, .packets_in = 80, .packets_out = 60, .bytes_in = 8000,
+                           .bytes_out = 60000};
+  EXPECT_EQ(a.totals, want);
+  ASSERT_EQ(a.backends.size(), 2u);
+  EXPECT_EQ(backend_label(a.backends[0]), "10.0.1.21:8080");
+  EXPECT_EQ(a.backends[0].weight, 1u);
+  EXPECT_EQ(a.backends[0].totals, want);
+  EXPECT_EQ(a.backends[1].weight, 0u);  // drained: listed, nothing counted
+  EXPECT_EQ(a.backends[1].totals, TrafficTotals{});
+  EXPECT_EQ(got[1].name, "dns \"quoted\"");
+  EXPECT_EQ(got[1].totals, TrafficTotals{});
+  EXPECT_EQ(backend_label(got[1].backends[0]), "10.0.1.33:0");
+
+  // No workers: the layout, with zeros.
+  const auto none = service_counters(*w.table, {});
+  ASSERT_EQ(none.size(), 2u);
+  EXPECT_EQ(none[0].totals, TrafficTotals{});
+}
+
+TEST(ServiceCounters, ActiveIsNeverNegative) {
+  TrafficCounters c;
+  c.created.add(2);
+  c.closed.add(3);  // as a reader may see it, closed's increment before created's
+  EXPECT_EQ(c.active(), 0u);
+  TrafficTotals t;
+  t += c;
+  EXPECT_EQ(t.active, 0u);
+}
+
+TEST(ServiceMetrics, FamiliesAndLabels) {
+  ServiceWorld w({web(), dns()});
+  const lb::Service& s = w.table->services()[0];
+  count(w.w0->services[s.stats_id], 2, 1, 10, 8, 1000, 800);
+  count(w.w0->backends[s.backends[0].stats_id], 2, 1, 10, 8, 1000, 800);
+  Exposition e;
+  add_service_metrics(e, w.gather());
+  const std::string text = render(e);
+  const std::string dns_label = "service=\"dns \\\"quoted\\\"\"";  // escaped once for the label
+  const char* want_lines[] = {
+      "# TYPE tandem_service_connections_total counter\n",
+      "tandem_service_connections_total{service=\"web\"} 2\n",
+      "# TYPE tandem_service_connections_active gauge\n",
+      "tandem_service_connections_active{service=\"web\"} 1\n",
+      "tandem_service_packets_total{service=\"web\",direction=\"in\"} 10\n",
+      "tandem_service_packets_total{service=\"web\",direction=\"out\"} 8\n",
+      "tandem_service_bytes_total{service=\"web\",direction=\"in\"} 1000\n",
+      "tandem_service_bytes_total{service=\"web\",direction=\"out\"} 800\n",
+      "# TYPE tandem_backend_connections_total counter\n",
+      "tandem_backend_connections_total{service=\"web\",backend=\"10.0.1.21:8080\"} 2\n",
+      "tandem_backend_connections_active{service=\"web\",backend=\"10.0.1.21:8080\"} 1\n",
+      "tandem_backend_packets_total{service=\"web\",backend=\"10.0.1.21:8080\",direction=\"in\"} 10\n",
+      "tandem_backend_packets_total{service=\"web\",backend=\"10.0.1.21:8080\",direction=\"out\"} 8\n",
+      "tandem_backend_bytes_total{service=\"web\",backend=\"10.0.1.21:8080\",direction=\"in\"} 1000\n",
+      "tandem_backend_bytes_total{service=\"web\",backend=\"10.0.1.21:8080\",direction=\"out\"} 800\n",
+      "tandem_backend_connections_total{service=\"web\",backend=\"10.0.1.22:8080\"} 0\n",
+  };
+  for (const char* line : want_lines) EXPECT_NE(text.find(line), std::string::npos) << line << "\n" << text;
+  EXPECT_NE(text.find("tandem_service_connections_total{" + dns_label + "} 0\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("tandem_backend_bytes_total{" + dns_label + ",backend=\"10.0.1.33:0\",direction=\"out\"} 0\n"),
+            std::string::npos)
+      << text;
+  // 2 services x (1 + 1 + 2 + 2) samples, 3 backends x 6.
+  std::size_t samples = 0;
+  for (const auto& f : e.families()) samples += f.samples.size();
+  EXPECT_EQ(samples, 2u * 6 + 3u * 6);
+  EXPECT_EQ(e.families().size(), 8u);
+}
+
+TEST(ServiceMetrics, NoServicesStillDeclaresTheFamilies) {
+  Exposition e;
+  add_service_metrics(e, {});
+  ASSERT_EQ(e.families().size(), 8u);
+  for (const auto& f : e.families()) EXPECT_TRUE(f.samples.empty()) << f.name;
+  EXPECT_NO_THROW(render(e));
+}
+
+TEST(ServiceMetrics, UnattributedServicesAndBackendsHaveNoSeries) {
+  ServiceCounters s{.name = "late", .stats_id = kUnattributedStats};
+  s.backends.push_back({.address = net::Ipv4Addr{0x0a000101u}, .port = 80, .stats_id = kUnattributedStats});
+  s.backends.push_back({.address = net::Ipv4Addr{0x0a000102u}, .port = 80, .stats_id = 9});
+  Exposition e;
+  add_service_metrics(e, {s});
+  const std::string text = render(e);
+  EXPECT_EQ(text.find("tandem_service_connections_total{"), std::string::npos) << text;
+  EXPECT_EQ(text.find("10.0.1.1:80"), std::string::npos) << text;
+  EXPECT_NE(text.find("tandem_backend_connections_total{service=\"late\",backend=\"10.0.1.2:80\"} 0"), std::string::npos)
+      << text;
 }
 
 }  // namespace
