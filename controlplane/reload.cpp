@@ -112,53 +112,78 @@ bool apply_port_addresses(Runtime& rt, std::size_t port, const std::vector<net::
   return true;
 }
 
-void reload_config(Runtime& rt) {
+std::vector<config::ServiceConfig> served_services(std::vector<config::ServiceConfig> services) {
+  for (auto& s : services)
+    for (auto& b : s.backends)
+      if (!b.enabled) b.weight = 0;
+  return services;
+}
+
+bool apply_services(Runtime& rt, std::vector<config::ServiceConfig> next, std::string& error) {
+  auto table = build_service_table(served_services(next), error);
+  if (!table) return false;
+  // New VIPs, local addresses and backends are served before XDP steers them; removed ones
+  // stop being steered after (removed backends linger while their connections may live).
+  rt.services.publish(std::move(table), *rt.rcu);
+  rt.service_tables_published.fetch_add(1, std::memory_order_relaxed);
+  apply_host_addresses(rt);
+  if (!apply_service_steering(rt)) spdlog::error("services: XDP steering incomplete (see above)");
+  rt.config.services = std::move(next);
+  return true;
+}
+
+ReloadReport reload_config(Runtime& rt) {
+  ReloadReport report;
   spdlog::info("reloading {}", rt.config_path);
   auto parsed = config::load_config(rt.config_path);
   if (!parsed.config) {
-    for (const auto& e : parsed.errors) spdlog::error("{}", e.to_string());
+    for (const auto& e : parsed.errors) {
+      spdlog::error("{}", e.to_string());
+      report.errors.push_back(e.to_string());
+    }
     spdlog::error("reload refused: {} error(s); the running configuration stays", parsed.errors.size());
-    return;
+    return report;
   }
   config::Config next = std::move(*parsed.config);
   next.xdp.program = resolve_steer_program(next);
+
+  std::lock_guard lock(rt.control_mutex);
   const config::ConfigDiff diff = config::diff_configs(rt.config, next);
   if (diff.empty()) {
     spdlog::info("reload: nothing changed");
-    return;
+    return report;
   }
-
-  std::lock_guard lock(rt.control_mutex);
-  std::size_t applied = 0;
+  const auto applied = [&](std::string line) {
+    spdlog::info("{}", line);
+    report.applied.push_back(std::move(line));
+  };
+  const auto failed = [&](std::string line) {
+    spdlog::error("{}", line);
+    report.failed.push_back(std::move(line));
+  };
   for (const std::size_t i : diff.ports_with_new_addresses) {
     auto& running = rt.config.ports[i];
     const auto& wanted = next.ports[i];
+    const std::string change = "port " + running.name + ": addresses " + join(running.addresses()) + " -> " +
+                               join(wanted.addresses());
     if (apply_port_addresses(rt, i, wanted.addresses())) {
-      spdlog::info("port {}: addresses {} -> {}", running.name, join(running.addresses()), join(wanted.addresses()));
+      applied(change);
       running.address = wanted.address;
       running.secondary_addresses = wanted.secondary_addresses;
-      ++applied;
+    } else {
+      failed(change + " failed (see above)");
     }
   }
   if (diff.services_changed) {
     std::string error;
-    auto table = build_service_table(next.services, error);
-    if (!table) {
-      spdlog::error("services: {}; the running services stay", error);
-    } else {
-      // New VIPs, local addresses and backends are served before XDP steers them; removed ones
-      // stop being steered after (removed backends linger while their connections may live).
-      rt.services.publish(std::move(table), *rt.rcu);
-      rt.service_tables_published.fetch_add(1, std::memory_order_relaxed);
-      apply_host_addresses(rt);
-      const bool ok = apply_service_steering(rt);
+    const std::size_t before = rt.config.services.size();
+    if (apply_services(rt, next.services, error)) {
       for (const auto& s : next.services)
         spdlog::info("service {}: {}:{}/{} {} with {} backend(s)", s.name, s.vip.to_string(), s.port,
                      config::to_string(s.protocol), conntrack::to_string(s.mode), s.backends.size());
-      spdlog::info("services: {} -> {} service(s){}", rt.config.services.size(), next.services.size(),
-                   ok ? "" : " (XDP steering incomplete, see above)");
-      rt.config.services = next.services;
-      ++applied;
+      applied("services: " + std::to_string(before) + " -> " + std::to_string(next.services.size()) + " service(s)");
+    } else {
+      failed("services: " + error + "; the running services stay");
     }
   }
   if (diff.blocklist_changed) {
@@ -170,20 +195,26 @@ void reload_config(Runtime& rt) {
         ok = false;
       }
     }
+    const std::string change = "xdp blocklist: " + join(rt.config.xdp.blocklist) + " -> " + join(next.xdp.blocklist);
     if (ok) {
-      spdlog::info("xdp blocklist: {} -> {}", join(rt.config.xdp.blocklist), join(next.xdp.blocklist));
+      applied(change);
       rt.config.xdp.blocklist = next.xdp.blocklist;
-      ++applied;
+    } else {
+      failed(change + " failed (see above)");
     }
   }
   if (diff.log_level_changed) {
     spdlog::set_level(spdlog::level::from_str(next.log.level));
-    spdlog::info("log level: {} -> {}", rt.config.log.level, next.log.level);
+    applied("log level: " + rt.config.log.level + " -> " + next.log.level);
     rt.config.log.level = next.log.level;
-    ++applied;
   }
-  for (const auto& key : diff.needs_restart) spdlog::warn("reload: {} changed; it takes effect at the next restart", key);
-  spdlog::info("reload: applied {} change(s), {} waiting for a restart", applied, diff.needs_restart.size());
+  for (const auto& key : diff.needs_restart) {
+    spdlog::warn("reload: {} changed; it takes effect at the next restart", key);
+    report.needs_restart.push_back(key);
+  }
+  spdlog::info("reload: applied {} change(s), {} failed, {} waiting for a restart", report.applied.size(),
+               report.failed.size(), report.needs_restart.size());
+  return report;
 }
 
 }  // namespace tandem

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "controlplane/config/config.hpp"
 
@@ -13,11 +14,28 @@ struct Runtime;
 // tree), else the installed one. Empty when none exists.
 std::string resolve_steer_program(const config::Config& c);
 
+// What a reload did, for the log and for `tandemctl config reload`.
+struct ReloadReport {
+  std::vector<std::string> errors;         // the file's errors: nothing was applied
+  std::vector<std::string> applied;        // one line per change applied
+  std::vector<std::string> failed;         // changes that could not be applied (the old value stays)
+  std::vector<std::string> needs_restart;  // keys that differ but take effect at the next start
+};
+
 // Applies port addresses (workers first, then XDP steering, never leaving a gap), services and
 // backends (a new RCU-published table; existing connections keep their backends), the XDP
-// blocklist and the log level; logs every other difference as needing a restart. A file with
-// errors changes nothing.
-void reload_config(Runtime& rt);
+// blocklist and the log level; reports every other difference as needing a restart. A file
+// with errors changes nothing. Logs what it does. Takes control_mutex.
+ReloadReport reload_config(Runtime& rt);
+
+// The services as the workers serve them: a disabled backend has weight 0 (no new flows).
+std::vector<config::ServiceConfig> served_services(std::vector<config::ServiceConfig> services);
+
+// Publishes `next` as the running services: builds the table (Maglev included), publishes it
+// by RCU, steers what the new services need, and records `next` in rt.config. Connections
+// keep their backends. Call with control_mutex held. False (and `error`) when the table cannot
+// be built; nothing changes then.
+bool apply_services(Runtime& rt, std::vector<config::ServiceConfig> next, std::string& error);
 
 // Steers a port's addresses in its XDP program, in the order that never drops an address that
 // stays: publish old+new to the workers, steer new, publish new.

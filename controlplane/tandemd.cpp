@@ -19,6 +19,8 @@
 
 #include "controlplane/config/config.hpp"
 #include "controlplane/config/eal_args.hpp"
+#include "controlplane/ctl/access.hpp"
+#include "controlplane/ctl_service.hpp"
 #include "controlplane/observe/counters_report.hpp"
 #include "controlplane/observe/metrics_server.hpp"
 #include "controlplane/observe/sd_notify.hpp"
@@ -27,6 +29,7 @@
 #include "controlplane/services.hpp"
 #include "controlplane/runtime.hpp"
 #include "dataplane/eal.hpp"
+#include "dataplane/pdump.hpp"
 #include "dataplane/port.hpp"
 #include "dataplane/worker.hpp"
 
@@ -188,6 +191,19 @@ int run(config::Config cfg, const std::string& config_path) {
     return 1;
   }
 
+  // Capture with dpdk-dumpcap (a secondary process): a warning, not a failure, when the EAL
+  // cannot serve secondary processes. rte_pdump_init() succeeds even where no secondary can
+  // attach (memory not in shared hugepage files), so say so from the configuration.
+  if (auto e = dpdk::pdump_init(); !e.empty()) {
+    spdlog::warn("packet capture (dpdk-dumpcap) unavailable: {}", e);
+  } else if (c.eal.no_huge) {
+    spdlog::info("packet capture (dpdk-dumpcap) unavailable: eal.no_huge (secondary processes cannot attach)");
+  } else {
+    for (const char* arg : {"--in-memory", "--no-shconf", "--huge-unlink"})
+      if (std::find(c.eal.extra_args.begin(), c.eal.extra_args.end(), arg) != c.eal.extra_args.end())
+        spdlog::info("packet capture (dpdk-dumpcap) unavailable: {} (secondary processes cannot attach)", arg);
+  }
+
   const unsigned n_workers = rte_lcore_count();
   unsigned rx_total = 0, tx_total = 0;
   for (const auto& p : c.ports) {
@@ -227,7 +243,7 @@ int run(config::Config cfg, const std::string& config_path) {
   rt.rcu = std::make_unique<dpdk::QsbrDomain>(n_workers);
   rt.locals = std::make_unique<dpdk::LocalTables>(*rt.rcu);
   {
-    auto table = build_service_table(c.services, err);
+    auto table = build_service_table(served_services(c.services), err);
     if (!table) {
       spdlog::critical("{}", err);
       stop_ports(rt);
@@ -284,6 +300,19 @@ int run(config::Config cfg, const std::string& config_path) {
     }
   }
 
+  // The ctl socket opens now too: a socket another daemon still serves stops the start.
+  std::unique_ptr<CtlService> ctl;
+  if (c.ctl.enabled()) {
+    ctl = CtlService::open(rt, err);
+    if (!ctl) {
+      spdlog::critical("ctl: cannot serve {}: {}", c.ctl.socket, err);
+      metrics.reset();
+      stop_ports(rt);
+      dpdk::eal_cleanup();
+      return 1;
+    }
+  }
+
   // Worker 0 runs on the main lcore; the control thread is an ordinary (non-EAL) thread.
   for (unsigned i = 1; i < lcores.size(); ++i)
     rte_eal_remote_launch(dpdk::Worker::lcore_main, rt.workers[i].get(), lcores[i]);
@@ -299,6 +328,10 @@ int run(config::Config cfg, const std::string& config_path) {
       spdlog::info("metrics: serving http://{}/metrics", c.metrics.listen);
     }
   }
+  if (ctl) {
+    ctl->start();
+    spdlog::info("ctl: serving {} (mode {:o})", ctl->path(), c.ctl.mode);
+  }
   if (!failed) {
     spdlog::info("tandemd ready: {} worker(s) on lcores {}, idle back-off {}", lcores.size(), c.eal.lcores,
                  c.worker.idle_backoff ? "on" : "off");
@@ -310,9 +343,11 @@ int run(config::Config cfg, const std::string& config_path) {
   control.join();
   observe::sd_notify("STOPPING=1");
   metrics.reset();  // stops accepting, finishes the scrapes in progress, joins its threads
+  ctl.reset();      // its thread ends with rt.stop; removes the socket
 
   log_counters(rt, "final counters");
   stop_ports(rt);
+  dpdk::pdump_uninit();
   dpdk::eal_cleanup();
   spdlog::info("tandemd stopped");
   return failed ? 1 : 0;
@@ -339,6 +374,12 @@ int main(int argc, char** argv) {
   if (!parsed.config) {
     for (const auto& e : parsed.errors) std::fprintf(stderr, "%s\n", e.to_string().c_str());
     std::fprintf(stderr, "tandemd: %zu error(s) in %s\n", parsed.errors.size(), path.c_str());
+    return 1;
+  }
+  // Users and groups of [ctl] must exist here, or the operator would be locked out.
+  std::string error;
+  if (parsed.config->ctl.enabled() && !tandem::ctl::server_options(parsed.config->ctl, error)) {
+    std::fprintf(stderr, "%s: %s\n", path.c_str(), error.c_str());
     return 1;
   }
   if (!check_path.empty()) {

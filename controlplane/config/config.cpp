@@ -11,6 +11,7 @@
 
 #include <toml++/toml.h>
 
+#include "controlplane/config/service_rules.hpp"
 #include "dataplane/counters.hpp"
 #include "dataplane/lb/maglev.hpp"
 #include "dataplane/local_stack.hpp"
@@ -196,13 +197,7 @@ class TableReader {
   std::set<std::string> known_;
 };
 
-std::string check_name(const std::string& s) {
-  if (s.empty() || s.size() > 32) return "must be 1 to 32 characters";
-  const bool ok = std::all_of(s.begin(), s.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == '.';
-  });
-  return ok ? "" : "may hold only letters, digits, '-', '_' and '.'";
-}
+std::string check_name(const std::string& s) { return name_problem(s); }
 
 // Port names appear in telemetry keys, which allow only letters, digits, '_' and '/'.
 std::string check_port_name(const std::string& s) {
@@ -382,6 +377,43 @@ void read_metrics(TableReader& root, Config& c) {
   if (!c.metrics.listen.empty()) check_listen(c.metrics.listen, &c.metrics.address, &c.metrics.port);
 }
 
+// A user or group as /etc/passwd and /etc/group spell them, or a numeric id.
+std::string check_account(const std::string& s) {
+  const auto digit = [](char c) { return std::isdigit(static_cast<unsigned char>(c)) != 0; };
+  if (!s.empty() && s.size() <= 10 && std::all_of(s.begin(), s.end(), digit)) return "";
+  const bool ok = !s.empty() && s.size() <= 32 && (std::islower(static_cast<unsigned char>(s[0])) || s[0] == '_') &&
+                  std::all_of(s.begin(), s.end(), [&](char c) {
+                    return std::islower(static_cast<unsigned char>(c)) || digit(c) || c == '_' || c == '-' || c == '.';
+                  });
+  return ok ? "" : "must be a user or group name (e.g. \"tandem\") or a numeric id";
+}
+
+void read_accounts(TableReader& r, std::string_view key, std::vector<std::string>& out) {
+  r.string_array(key, out);
+  for (const auto& a : out)
+    if (auto msg = check_account(a); !msg.empty()) r.error(key, "\"" + a + "\" " + msg);
+}
+
+void read_ctl(TableReader& root, Config& c) {
+  const toml::table* t = root.table("ctl");
+  if (!t) return;
+  TableReader r(*t, "ctl", root.file(), root.errors());
+  auto& ctl = c.ctl;
+  r.string("socket", ctl.socket, false, [](const std::string& s) {
+    if (s.empty()) return std::string();  // no ctl socket
+    if (s.front() != '/') return std::string("must be an absolute path (or \"\" for no ctl socket)");
+    if (s.size() > 107) return std::string("must be at most 107 bytes (a Unix socket address)");
+    return std::string();
+  });
+  r.integer("mode", ctl.mode, 0, 0777);
+  r.string("owner", ctl.owner, false, [](const std::string& s) { return s.empty() ? "" : check_account(s); });
+  r.string("group", ctl.group, false, [](const std::string& s) { return s.empty() ? "" : check_account(s); });
+  read_accounts(r, "allowed_users", ctl.allowed_users);
+  read_accounts(r, "allowed_groups", ctl.allowed_groups);
+  read_accounts(r, "read_only_users", ctl.read_only_users);
+  read_accounts(r, "read_only_groups", ctl.read_only_groups);
+}
+
 void read_port(const toml::table& t, std::size_t index, TableReader& root, Config& c) {
   TableReader r(t, "port[" + std::to_string(index) + "]", root.file(), root.errors());
   PortConfig p;
@@ -466,8 +498,7 @@ void read_ports(TableReader& root, Config& c) {
 std::string check_unicast(const std::string& s) {
   const auto a = net::Ipv4Addr::parse(s);
   if (!a) return "must be an IPv4 address";
-  if (a->value == 0 || a->value == 0xffffffffu || (a->value >> 28) >= 0xe) return "must be a unicast address";
-  return "";
+  return unicast_problem(*a);
 }
 
 void read_backend(const toml::table& t, const std::string& path, TableReader& parent, ServiceConfig& svc) {
@@ -478,17 +509,9 @@ void read_backend(const toml::table& t, const std::string& path, TableReader& pa
   if (auto a = net::Ipv4Addr::parse(address)) b.address = *a;
   r.integer("port", b.port, 0, 65535);
   r.integer("weight", b.weight, 0, kMaxBackendWeight);
+  r.boolean("enabled", b.enabled);
   if (b.port == 0) b.port = svc.port;
-  // Without address translation the backend receives the VIP's port as it is.
-  const bool translates = svc.mode == conntrack::ForwardMode::kNat || svc.mode == conntrack::ForwardMode::kFullNat;
-  if (b.port != svc.port && (!translates || svc.port == 0)) {
-    r.error("port", svc.port == 0 ? "an all-ports service keeps the client's destination port; leave port out"
-                                  : std::string("mode ") + conntrack::to_string(svc.mode) +
-                                        " cannot change the port; leave port out or use " + std::to_string(svc.port));
-  }
-  for (const auto& other : svc.backends)
-    if (!address.empty() && other.address == b.address && other.port == b.port)
-      r.error("address", b.address.to_string() + ":" + std::to_string(b.port) + " is listed twice");
+  for (auto& v : check_backend(svc, b, svc.backends)) r.error(v.key, std::move(v.message));
   svc.backends.push_back(b);
 }
 
@@ -499,7 +522,7 @@ void read_service(const toml::table& t, std::size_t index, TableReader& root, Co
   r.string("name", svc.name, true, check_name);
   std::string vip;
   r.string("vip", vip, true, check_unicast);
-  if (auto a = net::Ipv4Addr::parse(vip)) svc.vip = *a;
+  if (auto a = net::Ipv4Addr::parse(vip); a && !vip.empty()) svc.vip = *a;
   std::string protocol = "tcp";
   r.string("protocol", protocol, false, [](const std::string& s) {
     return s == "tcp" || s == "udp" ? "" : "must be tcp or udp";
@@ -508,14 +531,10 @@ void read_service(const toml::table& t, std::size_t index, TableReader& root, Co
   r.integer("port", svc.port, 0, 65535);
   std::string mode = "nat";
   r.string("mode", mode, false, [](const std::string& s) {
-    return s == "nat" || s == "fullnat" || s == "dsr" || s == "tunnel" ? "" : "must be nat, fullnat, dsr or tunnel";
+    return conntrack::parse_forward_mode(s) ? "" : "must be nat, fullnat, dsr or tunnel";
   });
-  svc.mode = mode == "fullnat" ? conntrack::ForwardMode::kFullNat
-             : mode == "dsr"   ? conntrack::ForwardMode::kDsr
-             : mode == "tunnel" ? conntrack::ForwardMode::kTunnel
-                                : conntrack::ForwardMode::kNat;
+  svc.mode = conntrack::parse_forward_mode(mode).value_or(conntrack::ForwardMode::kNat);
   r.integer("maglev_size", svc.maglev_size, 1, lb::kMaglevMaxSize);
-  if (!lb::is_prime(svc.maglev_size)) r.error("maglev_size", "must be a prime number, e.g. 65537 or 251");
 
   std::vector<std::string> locals;
   r.string_array("local_addresses", locals);
@@ -526,27 +545,9 @@ void read_service(const toml::table& t, std::size_t index, TableReader& root, Co
     }
     svc.local_addresses.push_back(*net::Ipv4Addr::parse(text));
   }
-  if (svc.mode == conntrack::ForwardMode::kFullNat && svc.local_addresses.empty())
-    r.error("mode", "fullnat needs local_addresses (the source addresses used towards backends)");
-  if (svc.mode != conntrack::ForwardMode::kFullNat && !svc.local_addresses.empty())
-    r.error("local_addresses", "applies to fullnat services only");
-
   r.tables("backend", "backends per service", kMaxBackendsPerService, false,
            [&](const toml::table& bt, std::size_t, const std::string& bpath) { read_backend(bt, bpath, r, svc); });
-  std::size_t active = 0;
-  for (const auto& b : svc.backends) active += b.weight > 0;
-  if (lb::is_prime(svc.maglev_size) && active > svc.maglev_size)
-    r.error("maglev_size", "is smaller than the number of backends with weight > 0 (" + std::to_string(active) + ")");
-
-  for (const auto& other : c.services) {
-    if (!svc.name.empty() && other.name == svc.name) r.error("name", "service name \"" + svc.name + "\" is used twice");
-    if (!vip.empty() && other.vip == svc.vip && other.protocol == svc.protocol && other.port == svc.port)
-      r.error("port", "service \"" + other.name + "\" already has " + svc.vip.to_string() + ":" +
-                          std::to_string(svc.port) + "/" + to_string(svc.protocol));
-  }
-  for (const auto& p : c.ports)
-    for (const auto& a : p.addresses())
-      if (!vip.empty() && a.addr == svc.vip) r.error("vip", svc.vip.to_string() + " is an address of port \"" + p.name + "\"");
+  for (auto& v : check_service(svc, c.services, c.ports)) r.error(v.key, std::move(v.message));
   c.services.push_back(std::move(svc));
 }
 
@@ -580,6 +581,7 @@ ParseResult parse_config(std::string_view text, const std::string& source_name) 
     read_xdp(r, c);
     read_conntrack(r, c);
     read_metrics(r, c);
+    read_ctl(r, c);
     read_ports(r, c);
     read_services(r, c);
   }  // the reader reports unknown top-level keys here

@@ -85,6 +85,7 @@ struct BackendConfig {
   net::Ipv4Addr address;
   std::uint16_t port = 0;     // 0: the service's port (or the client's, for an all-ports service)
   std::uint32_t weight = 1;   // share of new flows; 0 drains: no new flows, existing ones stay
+  bool enabled = true;        // false: like weight 0, but the weight is kept for when it returns
 
   bool operator==(const BackendConfig&) const = default;
 };
@@ -124,6 +125,23 @@ struct MetricsConfig {
   bool operator==(const MetricsConfig&) const = default;
 };
 
+// The ctl socket (docs/ctl-protocol.md). Users and groups are names or numeric ids, resolved
+// when tandemd starts (controlplane/ctl/access.hpp). Root and tandemd's own user always have
+// full access.
+struct CtlConfig {
+  std::string socket = "/run/tandem/tandemd.sock";  // empty: no ctl socket
+  std::uint32_t mode = 0660;
+  std::string owner;  // of the socket file; empty: tandemd's user
+  std::string group;  // of the socket file; empty: tandemd's group
+  std::vector<std::string> allowed_users;   // every command
+  std::vector<std::string> allowed_groups;
+  std::vector<std::string> read_only_users;  // commands that change nothing
+  std::vector<std::string> read_only_groups;
+
+  bool enabled() const { return !socket.empty(); }
+  bool operator==(const CtlConfig&) const = default;
+};
+
 struct LogConfig {
   std::string level = "info";
 
@@ -140,8 +158,11 @@ struct Config {
   XdpConfig xdp;
   ConntrackConfig conntrack;
   MetricsConfig metrics;
+  CtlConfig ctl;
   std::vector<PortConfig> ports;
   std::vector<ServiceConfig> services;
+
+  bool operator==(const Config&) const = default;
 };
 
 // One problem found in a file, with the place it is at.

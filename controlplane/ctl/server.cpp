@@ -34,7 +34,8 @@ std::string errno_text(const char* what) { return std::string(what) + ": " + std
 
 Server::Server(ServerOptions options, Handler handler, EventSink on_event)
     : options_(std::move(options)), handler_(std::move(handler)), on_event_(std::move(on_event)) {
-  if (options_.allowed_uids.empty() && options_.allowed_gids.empty()) options_.allowed_uids = {0, geteuid()};
+  options_.allowed_uids.push_back(0);
+  options_.allowed_uids.push_back(geteuid());
 }
 
 Server::~Server() {
@@ -51,10 +52,15 @@ std::string Server::open() {
   if (options_.path.empty() || options_.path.size() >= sizeof addr.sun_path)
     return "socket path must be 1.." + std::to_string(sizeof addr.sun_path - 1) + " bytes";
   std::memcpy(addr.sun_path, options_.path.c_str(), options_.path.size() + 1);
-  // A socket file left by a daemon that died is replaced; anything else at the path is not.
+  // A socket file left by a daemon that died is replaced; a socket somebody still listens on,
+  // or anything else at the path, is not.
   struct stat st {};
   if (::lstat(options_.path.c_str(), &st) == 0) {
     if (!S_ISSOCK(st.st_mode)) return options_.path + " exists and is not a socket";
+    const int probe = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    const bool live = probe >= 0 && ::connect(probe, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0;
+    if (probe >= 0) ::close(probe);
+    if (live) return options_.path + " is in use by another process (another tandemd with the same [ctl] socket?)";
     ::unlink(options_.path.c_str());
   }
   listen_fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -74,9 +80,14 @@ std::string Server::open() {
   return {};
 }
 
-bool Server::allowed(const Peer& p) const {
-  return std::find(options_.allowed_uids.begin(), options_.allowed_uids.end(), p.uid) != options_.allowed_uids.end() ||
-         std::find(options_.allowed_gids.begin(), options_.allowed_gids.end(), p.gid) != options_.allowed_gids.end();
+bool Server::admit(Peer& p) const {
+  const auto in = [](const auto& list, auto id) { return std::find(list.begin(), list.end(), id) != list.end(); };
+  if (in(options_.allowed_uids, p.uid) || in(options_.allowed_gids, p.gid)) {
+    p.read_only = false;
+    return true;
+  }
+  p.read_only = in(options_.read_only_uids, p.uid) || in(options_.read_only_gids, p.gid);
+  return p.read_only;
 }
 
 void Server::accept_all() {
@@ -96,7 +107,7 @@ void Server::accept_all() {
       ::close(fd);
       continue;
     }
-    if (!allowed(c->peer)) {
+    if (!admit(c->peer)) {
       ++stats_.refused;
       if (on_event_) on_event_(ServerEvent::kRefused, c->peer, "uid/gid not allowed");
       c->out = encode_error(nullptr, {ErrorCode::kForbidden, "uid " + std::to_string(c->peer.uid) + " gid " +
@@ -119,6 +130,14 @@ void Server::serve_line(Client& c, std::string_view line) {
     ++stats_.bad_requests;
     if (on_event_) on_event_(ServerEvent::kBadRequest, c.peer, p.error.message);
     c.out += encode_error(p.id, p.error);
+    return;
+  }
+  if (c.peer.read_only && p.request->spec->changes_state) {
+    ++stats_.read_only_refused;
+    if (on_event_) on_event_(ServerEvent::kReadOnlyRefused, c.peer, p.request->cmd);
+    c.out += encode_error(p.request->id, {ErrorCode::kForbidden, "uid " + std::to_string(c.peer.uid) +
+                                                                     " has read-only access; " + p.request->cmd +
+                                                                     " changes the running state"});
     return;
   }
   Outcome o;

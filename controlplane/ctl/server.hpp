@@ -1,10 +1,13 @@
 // The ctl socket: a Unix stream socket speaking protocol.hpp, served by one control-plane thread
 // with poll(). It owns connections and framing only; what a command does is the handler's.
 //
-// - Access: the peer's uid/gid/pid come from SO_PEERCRED on accept. A peer whose uid is not in
-//   `allowed_uids` and whose gid is not in `allowed_gids` gets one `forbidden` reply and is
-//   disconnected; counted and reported through on_event. The socket file's owner, group and
-//   mode are set when it is created.
+// - Access: the peer's uid/gid/pid come from SO_PEERCRED on accept. Root and the daemon's own
+//   uid may do everything, as may a peer whose uid is in `allowed_uids` or gid in
+//   `allowed_gids`; a peer only in `read_only_uids`/`read_only_gids` may run the commands that
+//   change nothing (others are answered `forbidden`). Anybody else gets one `forbidden` reply
+//   and is disconnected; counted and reported through on_event. The socket file's owner, group
+//   and mode are set when it is created; a live socket of another daemon at the path is never
+//   replaced.
 // - Framing: one request per line; a line longer than kMaxLineBytes is answered
 //   `line_too_long` and skipped up to its newline, the connection goes on. Requests of one
 //   connection are answered in order.
@@ -32,6 +35,7 @@ struct Peer {
   uid_t uid = 0;
   gid_t gid = 0;
   pid_t pid = 0;
+  bool read_only = false;  // may run only commands that change nothing
 };
 
 struct ServerOptions {
@@ -39,8 +43,10 @@ struct ServerOptions {
   mode_t mode = 0660;
   std::optional<uid_t> owner;  // chown of the socket file (unset: the daemon's)
   std::optional<gid_t> group;
-  std::vector<uid_t> allowed_uids;  // empty lists: root and the daemon's own uid only
+  std::vector<uid_t> allowed_uids;  // besides root and the daemon's own uid
   std::vector<gid_t> allowed_gids;
+  std::vector<uid_t> read_only_uids;
+  std::vector<gid_t> read_only_gids;
   std::size_t max_clients = 64;
   std::size_t max_pending_output = std::size_t{4} << 20;
 };
@@ -60,6 +66,7 @@ using Handler = std::function<Outcome(const Request&, const Peer&)>;
 enum class ServerEvent : std::uint8_t {
   kAccepted,
   kRefused,        // forbidden peer
+  kReadOnlyRefused,  // a read-only peer asked for a change (answered forbidden)
   kTooManyClients,
   kSlowClient,     // disconnected: its unread replies exceeded max_pending_output
   kBadRequest,     // a request that failed parsing or validation (answered with its error)
@@ -68,7 +75,7 @@ using EventSink = std::function<void(ServerEvent, const Peer&, const std::string
 
 struct ServerStats {
   std::uint64_t accepted = 0, refused = 0, too_many_clients = 0, slow_clients = 0;
-  std::uint64_t requests = 0, bad_requests = 0, connected = 0;
+  std::uint64_t requests = 0, bad_requests = 0, read_only_refused = 0, connected = 0;
 };
 
 class Server {
@@ -91,7 +98,8 @@ class Server {
  private:
   struct Client;
   void accept_all();
-  bool allowed(const Peer& p) const;
+  // Sets p.read_only; false when the peer may not connect at all.
+  bool admit(Peer& p) const;
   void read_from(Client& c);
   void serve_line(Client& c, std::string_view line);
   void write_to(Client& c);

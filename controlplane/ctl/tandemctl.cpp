@@ -82,11 +82,14 @@ std::string scalar(const json& v) {
   return v.dump();
 }
 
-// Arrays of objects as aligned tables; objects as "key: value" lines (nested by indentation).
-void print_human(const json& v, int indent = 0) {
+// Arrays of objects as aligned tables (the `first` columns first, then the others in key
+// order); objects as "key: value" lines (nested by indentation).
+void print_human(const json& v, int indent = 0, const std::vector<std::string>& first = {}) {
   const std::string pad(static_cast<std::size_t>(indent), ' ');
   if (v.is_array() && !v.empty() && v.front().is_object()) {
     std::vector<std::string> cols;
+    for (const auto& c : first)
+      if (std::any_of(v.begin(), v.end(), [&](const json& row) { return row.contains(c); })) cols.push_back(c);
     for (const auto& row : v)
       for (const auto& [k, x] : row.items())
         if (std::find(cols.begin(), cols.end(), k) == cols.end() && !x.is_structured()) cols.push_back(k);
@@ -127,6 +130,67 @@ void print_human(const json& v, int indent = 0) {
     return;
   }
   std::cout << pad << scalar(v) << "\n";
+}
+
+// Some results read better reshaped: one row per backend, the configuration as the file it is,
+// only the counters that moved.
+void print_for_people(std::string_view cmd, const json& result) {
+  if (cmd == "config.show" && result.contains("toml")) {
+    std::cout << result["toml"].get<std::string>();
+    return;
+  }
+  if (cmd == "services.list" && result.contains("services")) {
+    json rows = json::array();
+    for (const auto& s : result["services"]) {
+      const json row = {{"service", s.value("name", "")}, {"vip", s.value("vip", "")}, {"port", s.value("port", 0)},
+                        {"proto", s.value("protocol", "")}, {"mode", s.value("mode", "")}};
+      const json backends = s.value("backends", json::array());
+      if (backends.empty()) {
+        json r = row;
+        r["backend"] = "-";
+        rows.push_back(r);
+      }
+      for (const auto& b : backends) {
+        json r = row;
+        r["backend"] = b.value("address", "?") + ":" + std::to_string(b.value("port", 0));
+        r["weight"] = b.value("weight", 0);
+        r["state"] = !b.value("enabled", true) ? "disabled" : b.value("weight", 0) == 0 ? "drained" : "active";
+        for (const auto& [k, v] : b.items())
+          if (k != "address" && k != "port" && k != "weight" && k != "enabled" && !v.is_structured()) r[k] = v;
+        rows.push_back(r);
+      }
+    }
+    if (rows.empty()) std::cout << "no services\n";
+    else print_human(rows, 0, {"service", "vip", "port", "proto", "mode", "backend", "weight", "state", "connections",
+                          "active", "packets_in", "packets_out", "bytes_in", "bytes_out"});
+    return;
+  }
+  if (cmd == "connections.list" && result.contains("connections")) {
+    if (!result["connections"].empty())
+      print_human(result["connections"], 0,
+                  {"service", "protocol", "client", "vip", "backend", "local", "mode", "state", "age_ms", "idle_ms",
+                   "packets_in", "packets_out", "bytes_in", "bytes_out", "worker"});
+    std::cout << result.value("shown", 0) << " of " << result.value("count", 0) << " connection(s) shown\n";
+    return;
+  }
+  if (cmd == "counters") {
+    json moved = result;
+    for (const char* group : {"drops", "handled"}) {
+      json nonzero = json::object();
+      const json all = result.value(group, json::object());  // items() must not outlive it
+      for (const auto& [k, v] : all.items())
+        if (v != 0) nonzero[k] = v;
+      moved[group] = nonzero.empty() ? json("none") : nonzero;
+    }
+    print_human(moved);
+    return;
+  }
+  if (cmd == "neighbours" && result.contains("neighbours")) {
+    if (result["neighbours"].empty()) std::cout << "no neighbours\n";
+    else print_human(result["neighbours"], 0, {"port", "address", "mac", "state"});
+    return;
+  }
+  print_human(result);
 }
 
 // A CLI value as the JSON type the protocol wants; the daemon checks ranges again.
@@ -249,6 +313,6 @@ int main(int argc, char** argv) {
   if (as_json)
     std::cout << result.dump(2) << "\n";
   else
-    print_human(result);
+    print_for_people(chosen.spec->name, result);
   return 0;
 }

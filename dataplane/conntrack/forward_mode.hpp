@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
+#include <string_view>
 
 namespace tandem::conntrack {
 
@@ -21,6 +23,13 @@ inline constexpr const char* to_string(ForwardMode m) {
     case ForwardMode::kTunnel: return "tunnel";
   }
   return "unknown";
+}
+
+// The mode named `s` ("nat", "fullnat", "dsr", "tunnel"), or nothing.
+inline constexpr std::optional<ForwardMode> parse_forward_mode(std::string_view s) {
+  for (const auto m : {ForwardMode::kNat, ForwardMode::kFullNat, ForwardMode::kDsr, ForwardMode::kTunnel})
+    if (s == to_string(m)) return m;
+  return std::nullopt;
 }
 
 // True when the backend's packets pass through the unit, so the connection table indexes the

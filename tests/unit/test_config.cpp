@@ -1134,15 +1134,17 @@ protocol = "udp"
 
 namespace {
 
-constexpr const char* kMetricsHead = R"([unit]
+// A minimal unit with one port; tests append the section they are about (its first key is on
+// line 9).
+constexpr const char* kOnePortUnit = R"([unit]
 id = 1
 name = "x"
 [[port]]
 name = "p0"
 device = "net_ring0"
 address = "10.0.0.2/24"
-[metrics]
 )";
+const std::string kMetricsHead = std::string(kOnePortUnit) + "[metrics]\n";
 
 TEST(ConfigMetrics, ListenAddressAndPort) {
   const ParseResult r = parse(std::string(kMetricsHead) + "listen = \"127.0.0.1:9469\"\n");
@@ -1199,6 +1201,90 @@ device = "net_ring0"
 address = "10.0.0.2/24"
 )",
                  1, 11, "metrics", "expected a table");
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// [ctl]: the control socket.
+
+namespace {
+
+const std::string kCtlHead = std::string(kOnePortUnit) + "[ctl]\n";
+
+TEST(ConfigCtl, DefaultsWithoutTheTable) {
+  const ParseResult r = parse(kOnePortUnit);
+  ASSERT_THAT(r.errors, IsEmpty());
+  const auto& ctl = r.config->ctl;
+  EXPECT_TRUE(ctl.enabled());
+  EXPECT_EQ(ctl.socket, "/run/tandem/tandemd.sock");
+  EXPECT_EQ(ctl.mode, 0660u);
+  EXPECT_THAT(ctl.allowed_users, IsEmpty());
+}
+
+TEST(ConfigCtl, EveryKey) {
+  const ParseResult r = parse(std::string(kCtlHead) + R"(socket = "/run/t/a.sock"
+mode = 0o640
+owner = "root"
+group = "1234"
+allowed_users = ["alice", "1001"]
+allowed_groups = ["tandem"]
+read_only_users = ["prometheus"]
+read_only_groups = ["adm", "_ro-x.1"]
+)");
+  ASSERT_THAT(r.errors, IsEmpty());
+  const auto& ctl = r.config->ctl;
+  EXPECT_EQ(ctl.socket, "/run/t/a.sock");
+  EXPECT_EQ(ctl.mode, 0640u);
+  EXPECT_EQ(ctl.owner, "root");
+  EXPECT_EQ(ctl.group, "1234");
+  EXPECT_THAT(ctl.allowed_users, ElementsAre("alice", "1001"));
+  EXPECT_THAT(ctl.allowed_groups, ElementsAre("tandem"));
+  EXPECT_THAT(ctl.read_only_users, ElementsAre("prometheus"));
+  EXPECT_THAT(ctl.read_only_groups, ElementsAre("adm", "_ro-x.1"));
+}
+
+TEST(ConfigCtl, EmptySocketDisables) {
+  const ParseResult r = parse(std::string(kCtlHead) + "socket = \"\"\n");
+  ASSERT_THAT(r.errors, IsEmpty());
+  EXPECT_FALSE(r.config->ctl.enabled());
+}
+
+TEST(ConfigCtl, BadValues) {
+  const std::string head = kCtlHead;
+  ExpectOneError(head + "socket = \"run/t.sock\"\n", 9, 10, "ctl.socket", "absolute path");
+  ExpectOneError(head + "socket = \"/" + std::string(107, 'a') + "\"\n", 9, 10, "ctl.socket", "at most 107 bytes");
+  ExpectOneError(head + "mode = 0o1777\n", 9, 8, "ctl.mode", "must be between 0 and 511");
+  ExpectOneError(head + "mode = \"0660\"\n", 9, 8, "ctl.mode", "expected an integer");
+  ExpectOneError(head + "owner = \"Alice\"\n", 9, 9, "ctl.owner", "user or group name");
+  ExpectOneError(head + "group = \"a b\"\n", 9, 9, "ctl.group", "user or group name");
+  ExpectOneError(head + "allowed_users = [\"ok\", \"bad user\"]\n", 9, 17, "ctl.allowed_users",
+                 "\"bad user\" must be a user or group name");
+  ExpectOneError(head + "read_only_groups = [1]\n", 9, 21, "ctl.read_only_groups", "expected an array of strings");
+  ExpectOneError(head + "listen = \"x\"\n", 9, 1, "ctl.listen", "unknown key");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backends can be disabled without losing their weight.
+
+TEST(ConfigBackend, EnabledDefaultsToTrueAndCanBeOff) {
+  const ParseResult r = parse(std::string(kCtlHead) + R"([[service]]
+name = "web"
+vip = "10.0.0.10"
+port = 80
+[[service.backend]]
+address = "10.0.1.1"
+[[service.backend]]
+address = "10.0.1.2"
+weight = 5
+enabled = false
+)");
+  ASSERT_THAT(r.errors, IsEmpty());
+  const auto& b = r.config->services.at(0).backends;
+  ASSERT_THAT(b, SizeIs(2));
+  EXPECT_TRUE(b[0].enabled);
+  EXPECT_FALSE(b[1].enabled);
+  EXPECT_EQ(b[1].weight, 5u);
 }
 
 }  // namespace

@@ -2,7 +2,9 @@
 // half-closed peers, refused peers, a client that never reads, the socket file's mode.
 #include <gtest/gtest.h>
 
+#include <grp.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -88,6 +90,47 @@ class ServerTest : public ::testing::Test {
     }
   }
 
+  // Sends `request` from a child process running as uid/gid (root's privileges dropped), then
+  // half-closes and returns every reply line up to EOF. Only system calls in the child.
+  std::vector<json> exchange_as(uid_t uid, gid_t gid, const std::string& request) const {
+    int pipefd[2];
+    EXPECT_EQ(::pipe(pipefd), 0);
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    std::strncpy(a.sun_path, options_.path.c_str(), sizeof a.sun_path - 1);
+    const pid_t pid = ::fork();
+    if (pid == 0) {
+      ::close(pipefd[0]);
+      if (::setgroups(0, nullptr) != 0 || ::setgid(gid) != 0 || ::setuid(uid) != 0) ::_exit(2);
+      const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+      if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) ::_exit(3);
+      timeval tv{.tv_sec = 5, .tv_usec = 0};
+      ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+      // A refused peer may be answered and disconnected before its request is out: read anyway.
+      (void)!::send(fd, request.data(), request.size(), MSG_NOSIGNAL);
+      ::shutdown(fd, SHUT_WR);
+      char buf[4096];
+      ssize_t n;
+      while ((n = ::recv(fd, buf, sizeof buf, 0)) > 0)
+        if (::write(pipefd[1], buf, static_cast<std::size_t>(n)) != n) ::_exit(5);
+      ::_exit(0);
+    }
+    ::close(pipefd[1]);
+    std::string out;
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(pipefd[0], buf, sizeof buf)) > 0) out.append(buf, static_cast<std::size_t>(n));
+    ::close(pipefd[0]);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "child status " << status;
+    std::vector<json> replies;
+    std::size_t start = 0;
+    for (std::size_t nl; (nl = out.find('\n', start)) != std::string::npos; start = nl + 1)
+      replies.push_back(json::parse(out.substr(start, nl - start)));
+    return replies;
+  }
+
   std::filesystem::path dir_;
   ServerOptions options_;
   std::unique_ptr<Server> server_;
@@ -147,20 +190,71 @@ TEST_F(ServerTest, AHalfClosedPeerGetsItsReplies) {
   ::close(fd);
 }
 
+// uid/gid 65534 (nobody/nogroup) as the unprivileged peer; the socket is opened to everybody
+// so that only the server's own check stands in the way.
+constexpr uid_t kNobody = 65534;
+constexpr gid_t kNogroup = 65534;
+
 TEST_F(ServerTest, APeerNotAllowedIsRefusedAndCounted) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to connect as another uid";
+  options_.mode = 0666;
   options_.allowed_uids = {424242};
   options_.allowed_gids = {424242};
   start();
-  const int fd = connect_client();
-  send_all(fd, encode_request(1, "status", {}));
-  std::string buf;
-  const json r = read_reply(fd, buf);
-  EXPECT_EQ(r["error"]["code"], "forbidden");
-  EXPECT_TRUE(read_reply(fd, buf).is_null());
-  ::close(fd);
+  const auto replies = exchange_as(kNobody, kNogroup, encode_request(1, "status", {}));
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_EQ(replies[0]["error"]["code"], "forbidden");
+  EXPECT_NE(replies[0]["error"]["message"].get<std::string>().find("uid 65534"), std::string::npos);
   stop();
   EXPECT_EQ(server_->stats().refused, 1u);
   EXPECT_EQ(server_->stats().requests, 0u) << "a refused peer is not listened to";
+}
+
+TEST_F(ServerTest, RootAndAnAllowedGroupAreServed) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to connect as another uid";
+  options_.mode = 0666;
+  options_.allowed_gids = {kNogroup};
+  start();
+  const auto replies = exchange_as(kNobody, kNogroup, encode_request(1, "status", {}));
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_EQ(replies[0]["result"]["peer_uid"], kNobody);
+  const int fd = connect_client();  // root, not listed
+  std::string buf;
+  send_all(fd, encode_request(2, "status", {}));
+  EXPECT_EQ(read_reply(fd, buf)["ok"], true);
+  ::close(fd);
+}
+
+TEST_F(ServerTest, AReadOnlyPeerMayLookButNotChange) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to connect as another uid";
+  options_.mode = 0666;
+  options_.read_only_uids = {kNobody};
+  start();
+  const auto replies = exchange_as(kNobody, kNogroup,
+                                   encode_request(1, "status", {}) +
+                                       encode_request(2, "backend.drain", {{"service", "web"}, {"address", "10.0.0.1"}}) +
+                                       encode_request(3, "config.reload", {}) + encode_request(4, "services.list", {}));
+  ASSERT_EQ(replies.size(), 4u);
+  EXPECT_EQ(replies[0]["ok"], true);
+  EXPECT_EQ(replies[1]["error"]["code"], "forbidden");
+  EXPECT_NE(replies[1]["error"]["message"].get<std::string>().find("read-only"), std::string::npos);
+  EXPECT_EQ(replies[2]["error"]["code"], "forbidden");
+  EXPECT_EQ(replies[3]["ok"], true);
+  stop();
+  EXPECT_EQ(server_->stats().read_only_refused, 2u);
+}
+
+TEST_F(ServerTest, ALiveSocketIsNotTakenOver) {
+  start();
+  Server second(options_, handle);
+  const std::string e = second.open();
+  EXPECT_NE(e.find("in use by another process"), std::string::npos) << e;
+  // The first server still answers.
+  const int fd = connect_client();
+  std::string buf;
+  send_all(fd, encode_request(1, "status", {}));
+  EXPECT_EQ(read_reply(fd, buf)["ok"], true);
+  ::close(fd);
 }
 
 TEST_F(ServerTest, AClientThatNeverReadsIsDroppedWhileOthersAreServed) {

@@ -46,8 +46,17 @@ class TandemctlTest : public ::testing::Test {
     server_ = std::make_unique<Server>(o, [](const Request& r, const Peer&) {
       if (r.cmd == "backend.delete") return Outcome::failure(ErrorCode::kNotFound, "no backend 10.0.0.9 in web");
       if (r.cmd == "services.list")
-        return Outcome::success({{"services", json::array({{{"name", "web"}, {"vip", "10.0.0.10"}, {"port", 80}},
-                                                          {{"name", "dns"}, {"vip", "10.0.0.10"}, {"port", 53}}})}});
+        return Outcome::success(
+            {{"services",
+              json::array({{{"name", "web"}, {"vip", "10.0.0.10"}, {"port", 80}, {"protocol", "tcp"}, {"mode", "nat"},
+                            {"backends", json::array({{{"address", "10.0.1.1"}, {"port", 8080}, {"weight", 1}, {"enabled", true}},
+                                                      {{"address", "10.0.1.2"}, {"port", 8080}, {"weight", 0}, {"enabled", true}},
+                                                      {{"address", "10.0.1.3"}, {"port", 8080}, {"weight", 5}, {"enabled", false}}})}},
+                           {{"name", "dns"}, {"vip", "10.0.0.10"}, {"port", 53}, {"protocol", "udp"}, {"mode", "dsr"}}})}});
+      if (r.cmd == "counters")
+        return Outcome::success({{"drops", {{"runt_frame", 0}, {"tx_full", 3}}}, {"handled", {{"lb_forwarded", 0}}},
+                                 {"ports", json::array({{{"name", "north0"}, {"rx_packets", 12}}})}});
+      if (r.cmd == "config.show") return Outcome::success({{"path", "/etc/t.toml"}, {"toml", "[unit]\nid = 1\n"}});
       return Outcome::success({{"cmd", r.cmd}, {"args", r.args}});
     });
     ASSERT_EQ(server_->open(), "");
@@ -93,8 +102,23 @@ TEST_F(TandemctlTest, OptionsBecomeTypedArguments) {
 TEST_F(TandemctlTest, ListsPrintAsTables) {
   const CtlRun r = run(sock_ + "services list");
   ASSERT_EQ(r.status, 0) << r.out;
-  // Columns in key order (JSON objects are sorted), widths from the widest cell.
-  EXPECT_EQ(r.out, "services:\n  NAME  PORT  VIP\n  web   80    10.0.0.10\n  dns   53    10.0.0.10\n");
+  // One row per backend, in the order a person reads them, widths from the widest cell; a
+  // service without backends gets one row.
+  EXPECT_EQ(r.out,
+            "SERVICE  VIP        PORT  PROTO  MODE  BACKEND        WEIGHT  STATE\n"
+            "web      10.0.0.10  80    tcp    nat   10.0.1.1:8080  1       active\n"
+            "web      10.0.0.10  80    tcp    nat   10.0.1.2:8080  0       drained\n"
+            "web      10.0.0.10  80    tcp    nat   10.0.1.3:8080  5       disabled\n"
+            "dns      10.0.0.10  53    udp    dsr   -              -       -\n");
+}
+
+TEST_F(TandemctlTest, CountersShowWhatMovedAndConfigShowIsTheFile) {
+  const CtlRun c = run(sock_ + "counters");
+  ASSERT_EQ(c.status, 0) << c.out;
+  EXPECT_EQ(c.out, "drops:\n  tx_full: 3\nhandled: none\nports:\n  NAME    RX_PACKETS\n  north0  12\n");
+  const CtlRun s = run(sock_ + "config show");
+  ASSERT_EQ(s.status, 0) << s.out;
+  EXPECT_EQ(s.out, "[unit]\nid = 1\n");
 }
 
 TEST_F(TandemctlTest, ExitCodes) {

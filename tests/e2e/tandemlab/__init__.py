@@ -21,7 +21,7 @@ from .config import (BackendConfig, PortConfig, ServiceConfig, UnitConfig, af_pa
 from .lab import (Background, Lab, Netns, check_ifname, cleanup_stale, close_all_labs,
                   install_signal_handlers, leftovers, list_netns)
 from .proc import CommandError, run, wait_until
-from .tandemd import (DECAP_VERDICTS, FINAL_COUNTERS_MARK, READY_LOG_LINE, RELOAD_LOG_LINE,
+from .tandemd import (CtlError, tandemctl_binary, DECAP_VERDICTS, FINAL_COUNTERS_MARK, READY_LOG_LINE, RELOAD_LOG_LINE,
                       RELOAD_REFUSED, RELOAD_UNCHANGED, STALE_STEERING_LOG, NotifySocket, Tandemd,
                       TandemdError, check_config, decap_status, default_binary,
                       default_decap_binary, parse_counter_lines, parse_decap_status,
@@ -43,7 +43,7 @@ __all__ = [
     "CommandError", "run", "wait_until",
     "FINAL_COUNTERS_MARK", "READY_LOG_LINE", "RELOAD_LOG_LINE", "RELOAD_REFUSED",
     "RELOAD_UNCHANGED", "STALE_STEERING_LOG", "NotifySocket", "Tandemd", "TandemdError",
-    "check_config", "default_binary", "parse_counter_lines", "parse_final_xdp", "repo_root",
+    "CtlError", "tandemctl_binary", "check_config", "default_binary", "parse_counter_lines", "parse_final_xdp", "repo_root",
     "DECAP_VERDICTS", "decap_status", "default_decap_binary", "parse_decap_status",
     "tandem_decap",
     "TelemetryClient", "TelemetryError", "parse_blocklist", "parse_counters", "parse_neighbours",

@@ -139,6 +139,9 @@ class UnitConfig:
     services: list[ServiceConfig] = field(default_factory=list)
     # [metrics] listen (written only when set): "ADDRESS:PORT" of GET /metrics
     metrics_listen: str | None = None
+    # [ctl] socket (written only when set; Tandemd sets one in the lab's workdir, so that units
+    # never share the default /run/tandem/tandemd.sock). "" disables the ctl socket.
+    ctl_socket: str | None = None
     # anything else: {section: {key: value}} merged over the above
     extra: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -164,6 +167,8 @@ class UnitConfig:
             d["conntrack"] = dict(self.conntrack)
         if self.metrics_listen is not None:
             d["metrics"] = {"listen": self.metrics_listen}
+        if self.ctl_socket is not None:
+            d["ctl"] = {"socket": self.ctl_socket}
         for section, values in self.extra.items():
             if isinstance(values, dict) and isinstance(d.get(section), dict):
                 d[section].update(values)

@@ -39,6 +39,22 @@ def default_binary() -> Path:
     return Path(env) if env else repo_root() / "build" / "controlplane" / "tandemd"
 
 
+def tandemctl_binary() -> Path:
+    """$TANDEMCTL if set, else tandemctl beside the tandemd binary."""
+    env = os.environ.get("TANDEMCTL")
+    return Path(env) if env else default_binary().parent / "tandemctl"
+
+
+class CtlError(RuntimeError):
+    """tandemctl exited non-zero: .code is its exit status (1 refused, 2 usage, 3 unreachable)."""
+
+    def __init__(self, code: int, stderr: str, stdout: str):
+        super().__init__(f"tandemctl exited {code}: {stderr.strip()}")
+        self.code = code
+        self.stderr = stderr
+        self.stdout = stdout
+
+
 class TandemdError(RuntimeError):
     pass
 
@@ -115,6 +131,8 @@ class Tandemd:
         self.binary = Path(binary) if binary else default_binary()
         self.name = config.name
         self.config_path = lab.workdir / f"{self.name}.toml"
+        if config.ctl_socket is None:
+            config.ctl_socket = str(lab.workdir / f"ctl-{self.name}.sock")
         self.config_path.write_text(config.to_toml())
         self.process: Background | None = None
         self.previous: list[Background] = []     # earlier runs (see start())
@@ -261,6 +279,33 @@ class Tandemd:
             if FINAL_COUNTERS_MARK in line:
                 return "\n".join(lines[i:])
         return ""
+
+    # -- the ctl socket (tandemctl) -----------------------------------------------------------
+    @property
+    def ctl_socket(self) -> str:
+        return self.config.ctl_socket or ""
+
+    def ctl(self, *args: str, json_output: bool = True, check: bool = True, timeout: float = 30.0,
+            user: int | None = None) -> Any:
+        """Run `tandemctl --socket <this unit's> [--json] ARGS...` (as uid/gid `user` when
+        given). With json_output, returns the parsed result; else the text printed. A non-zero
+        exit raises CtlError when `check`; without `check` returns the CompletedProcess."""
+        import json as _json
+        import subprocess
+        cmd = [str(tandemctl_binary()), "--socket", self.ctl_socket]
+        if json_output:
+            cmd.append("--json")
+        cmd += list(args)
+        kwargs: dict[str, Any] = {}
+        if user is not None:
+            kwargs = {"user": user, "group": user, "extra_groups": []}
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
+                           **kwargs)
+        if not check:
+            return p
+        if p.returncode != 0:
+            raise CtlError(p.returncode, p.stderr, p.stdout)
+        return _json.loads(p.stdout) if json_output else p.stdout
 
     # -- telemetry ----------------------------------------------------------------------------
     def telemetry(self, cmd: str, timeout: float = 5.0) -> Any:

@@ -1,0 +1,119 @@
+#include "controlplane/config/to_toml.hpp"
+
+#include <sstream>
+
+#include <toml++/toml.h>
+
+namespace tandem::config {
+namespace {
+
+template <typename T, typename Fn>
+toml::array array_of(const std::vector<T>& items, Fn&& to_value) {
+  toml::array a;
+  for (const auto& i : items) a.push_back(to_value(i));
+  return a;
+}
+
+toml::array strings(const std::vector<std::string>& items) {
+  return array_of(items, [](const std::string& s) { return s; });
+}
+
+std::int64_t i64(std::uint64_t v) { return static_cast<std::int64_t>(v); }
+
+toml::table port_table(const PortConfig& p) {
+  toml::table t{{"name", p.name},
+                {"device", p.device},
+                {"role", to_string(p.role)},
+                {"address", p.address.to_string()},
+                {"secondary_addresses", array_of(p.secondary_addresses, [](const auto& a) { return a.to_string(); })},
+                {"xdp_steering", p.xdp_steering},
+                {"mtu", i64(p.mtu)},
+                {"promiscuous", p.promiscuous},
+                {"rx_descriptors", i64(p.rx_descriptors)},
+                {"tx_descriptors", i64(p.tx_descriptors)}};
+  if (p.gateway) t.insert("gateway", p.gateway->to_string());
+  return t;
+}
+
+toml::table service_table(const ServiceConfig& s) {
+  toml::table t{{"name", s.name},
+                {"vip", s.vip.to_string()},
+                {"protocol", to_string(s.protocol)},
+                {"port", i64(s.port)},
+                {"mode", conntrack::to_string(s.mode)},
+                {"maglev_size", i64(s.maglev_size)}};
+  if (!s.local_addresses.empty())
+    t.insert("local_addresses", array_of(s.local_addresses, [](const auto& a) { return a.to_string(); }));
+  toml::array backends;
+  for (const auto& b : s.backends)
+    backends.push_back(toml::table{{"address", b.address.to_string()},
+                                   {"port", i64(b.port)},
+                                   {"weight", i64(b.weight)},
+                                   {"enabled", b.enabled}});
+  if (!backends.empty()) t.insert("backend", std::move(backends));
+  return t;
+}
+
+}  // namespace
+
+std::string to_toml(const Config& c) {
+  const auto& to = c.conntrack.timeouts;
+  toml::table root{
+      {"unit", toml::table{{"id", i64(c.unit.id)}, {"name", c.unit.name}}},
+      {"eal", toml::table{{"lcores", c.eal.lcores},
+                          {"memory_mb", i64(c.eal.memory_mb)},
+                          {"no_huge", c.eal.no_huge},
+                          {"file_prefix", c.eal.file_prefix},
+                          {"extra_args", strings(c.eal.extra_args)}}},
+      {"worker", toml::table{{"burst_size", i64(c.worker.burst_size)},
+                             {"idle_backoff", c.worker.idle_backoff},
+                             {"idle_polls_before_sleep", i64(c.worker.idle_polls_before_sleep)},
+                             {"idle_sleep_us", i64(c.worker.idle_sleep_us)}}},
+      {"neighbour", toml::table{{"capacity", i64(c.neighbour.capacity)},
+                                {"reachable_ms", i64(c.neighbour.reachable_ms)},
+                                {"stale_ms", i64(c.neighbour.stale_ms)},
+                                {"probe_interval_ms", i64(c.neighbour.probe_interval_ms)},
+                                {"max_probes", i64(c.neighbour.max_probes)}}},
+      {"log", toml::table{{"level", c.log.level}}},
+      {"xdp", toml::table{{"program", c.xdp.program},
+                          {"blocklist", array_of(c.xdp.blocklist, [](const auto& p) { return p.to_string(); })}}},
+      {"conntrack", toml::table{{"capacity", i64(c.conntrack.capacity)},
+                                {"tcp_syn_sent_ms", i64(to.syn_sent_ms)},
+                                {"tcp_syn_recv_ms", i64(to.syn_recv_ms)},
+                                {"tcp_established_ms", i64(to.established_ms)},
+                                {"tcp_fin_wait_ms", i64(to.fin_wait_ms)},
+                                {"tcp_close_wait_ms", i64(to.close_wait_ms)},
+                                {"tcp_last_ack_ms", i64(to.last_ack_ms)},
+                                {"tcp_time_wait_ms", i64(to.time_wait_ms)},
+                                {"tcp_close_ms", i64(to.close_ms)},
+                                {"udp_ms", i64(to.udp_ms)}}},
+      {"metrics", toml::table{{"listen", c.metrics.listen}}},
+      {"ctl", toml::table{{"socket", c.ctl.socket},
+                          {"owner", c.ctl.owner},
+                          {"group", c.ctl.group},
+                          {"allowed_users", strings(c.ctl.allowed_users)},
+                          {"allowed_groups", strings(c.ctl.allowed_groups)},
+                          {"read_only_users", strings(c.ctl.read_only_users)},
+                          {"read_only_groups", strings(c.ctl.read_only_groups)}}},
+  };
+  // Octal, as people write file modes.
+  toml::value<std::int64_t> mode(i64(c.ctl.mode));
+  mode.flags(toml::value_flags::format_as_octal);
+  root["ctl"].as_table()->insert("mode", std::move(mode));
+  root.insert("port", array_of(c.ports, port_table));
+  if (!c.services.empty()) root.insert("service", array_of(c.services, service_table));
+  // Sections in the order of docs/configuration.md (a toml::table sorts its keys).
+  std::ostringstream out;
+  out << "# tandemd " << TANDEM_VERSION << ": the running configuration of unit " << c.unit.name << "\n";
+  for (const char* section : {"unit", "eal", "worker", "neighbour", "log", "metrics", "ctl", "xdp", "port", "conntrack",
+                              "service"}) {
+    toml::table one;
+    if (auto* t = root[section].as_table()) one.insert(section, std::move(*t));
+    else if (auto* a = root[section].as_array()) one.insert(section, std::move(*a));
+    else continue;
+    out << "\n" << toml::toml_formatter(one) << "\n";
+  }
+  return out.str();
+}
+
+}  // namespace tandem::config
