@@ -356,10 +356,11 @@ def test_pcapng_reader_and_stream_reassembly(tmp_path):
 
 @needs_dumpcap
 def test_dumpcap_cannot_attach_to_a_no_huge_unit(lab, subnet):
-    """The lab's default (--no-huge) unit: rte_pdump_init() succeeds (no warning), but no
-    secondary process can attach, and the failed attempt leaves tandemd forwarding."""
+    """The lab's default (--no-huge) unit: tandemd says at start that capture is unavailable,
+    no secondary process can attach, and the failed attempt leaves tandemd forwarding."""
     t = tl.client_and_unit(lab, subnet=subnet)
-    assert "--no-huge" in t.unit.log() and "packet capture" not in t.unit.log(), t.unit.log()
+    assert "--no-huge" in t.unit.log(), t.unit.log()
+    assert "packet capture (dpdk-dumpcap) unavailable: eal.no_huge" in t.unit.log(), t.unit.log()
     cp = t.unit_ns.run([DUMPCAP, f"--file-prefix={t.unit.file_prefix}", "-D"], check=False,
                        timeout=20)
     assert cp.returncode != 0, cp.stdout
@@ -374,7 +375,7 @@ def test_dumpcap_captures_a_nat_flow_on_both_ports(lab):
     t, server = start_lab(lab, hugedir)
     unit, prefix = t.unit, t.unit.file_prefix
     assert f"--huge-dir {hugedir}" in unit.log() and "--no-huge" not in unit.log(), unit.log()
-    assert "packet capture" not in unit.log(), unit.log()      # no pdump_init warning
+    assert "packet capture" not in unit.log(), unit.log()      # no "unavailable" line
 
     # Ports are listed by DPDK device name, in [[port]] order: north0 = 0, south0 = 1.
     cp = t.unit_ns.run([DUMPCAP, f"--file-prefix={prefix}", "-D"], timeout=20)
