@@ -34,9 +34,7 @@ std::string who(const ctl::Peer& p) {
   return "uid " + std::to_string(p.uid) + " gid " + std::to_string(p.gid) + " pid " + std::to_string(p.pid);
 }
 
-std::string endpoint(std::uint32_t addr, std::uint16_t port) {
-  return net::Ipv4Addr{addr}.to_string() + ":" + std::to_string(port);
-}
+std::string endpoint(std::uint32_t addr, std::uint16_t port) { return net::endpoint_string(net::Ipv4Addr{addr}, port); }
 
 json address_list(const std::vector<net::Ipv4Prefix>& v) {
   json a = json::array();
@@ -444,7 +442,8 @@ Outcome CtlService::handle(const ctl::Request& r, const ctl::Peer& peer) {
     return changed("log level " + current + " -> " + level, {{"level", level}});
   }
 
-  return Outcome::failure(ErrorCode::kInternal, r.cmd + " is not implemented by this daemon");
+  // Only a command added to the protocol's table without a handler here gets this far.
+  return Outcome::failure(ErrorCode::kInternal, "tandemd has no handler for " + r.cmd + " (a bug: please report it)");
 }
 
 }  // namespace tandem

@@ -37,15 +37,16 @@ std::vector<RuleViolation> check_service(const ServiceConfig& svc, std::span<con
   const bool has_vip = svc.vip.value != 0;
   for (const auto& other : others) {
     if (!svc.name.empty() && other.name == svc.name)
-      out.push_back({"name", "service name \"" + svc.name + "\" is used twice"});
+      out.push_back({"name", "service name \"" + svc.name + "\" is used twice", true});
     if (has_vip && other.vip == svc.vip && other.protocol == svc.protocol && other.port == svc.port)
       out.push_back({"port", "service \"" + other.name + "\" already has " + svc.vip.to_string() + ":" +
-                                 std::to_string(svc.port) + "/" + to_string(svc.protocol)});
+                                 std::to_string(svc.port) + "/" + to_string(svc.protocol),
+                     true});
   }
   for (const auto& p : ports)
     for (const auto& a : p.addresses())
       if (has_vip && a.addr == svc.vip)
-        out.push_back({"vip", svc.vip.to_string() + " is an address of port \"" + p.name + "\""});
+        out.push_back({"vip", svc.vip.to_string() + " is an address of port \"" + p.name + "\"", true});
   return out;
 }
 
@@ -62,7 +63,7 @@ std::vector<RuleViolation> check_backend(const ServiceConfig& svc, const Backend
   }
   for (const auto& other : others)
     if (b.address.value != 0 && other.address == b.address && other.port == b.port)
-      out.push_back({"address", b.address.to_string() + ":" + std::to_string(b.port) + " is listed twice"});
+      out.push_back({"address", net::endpoint_string(b.address, b.port) + " is listed twice", true});
   return out;
 }
 

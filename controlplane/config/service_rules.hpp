@@ -15,6 +15,7 @@ namespace tandem::config {
 struct RuleViolation {
   std::string key;
   std::string message;
+  bool conflict = false;  // it clashes with another service, backend or port (else: a bad value)
 };
 
 // Empty when `name` may name a unit, a file prefix or a service, else why not.

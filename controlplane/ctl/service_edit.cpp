@@ -32,16 +32,11 @@ std::string join(const std::vector<net::Ipv4Addr>& v) {
   return s.empty() ? "none" : s;
 }
 
-std::string endpoint(net::Ipv4Addr a, std::uint16_t port) { return a.to_string() + ":" + std::to_string(port); }
 
-// A rule the file would also refuse: a duplicate is a conflict, anything else a bad argument.
+// A rule the file would also refuse: a clash is a conflict, anything else a bad argument.
 std::optional<Error> first_violation(const std::vector<config::RuleViolation>& v, std::string_view what) {
   if (v.empty()) return std::nullopt;
-  const bool duplicate = v.front().message.find("used twice") != std::string::npos ||
-                         v.front().message.find("already has") != std::string::npos ||
-                         v.front().message.find("listed twice") != std::string::npos ||
-                         v.front().message.find("is an address of port") != std::string::npos;
-  return Error{duplicate ? ErrorCode::kConflict : ErrorCode::kInvalidArgument,
+  return Error{v.front().conflict ? ErrorCode::kConflict : ErrorCode::kInvalidArgument,
                std::string(what) + ": " + v.front().key + " " + v.front().message};
 }
 
@@ -69,7 +64,7 @@ BackendRef find_backend(ServiceConfig& svc, const json& args) {
   for (auto& b : svc.backends)
     if (b.address == addr && (!args.contains("port") || b.port == args["port"].get<std::uint16_t>())) at.push_back(&b);
   if (at.empty()) {
-    const std::string which = args.contains("port") ? endpoint(addr, args["port"].get<std::uint16_t>()) : addr.to_string();
+    const std::string which = args.contains("port") ? net::endpoint_string(addr, args["port"].get<std::uint16_t>()) : addr.to_string();
     return {nullptr, Error{ErrorCode::kNotFound, "service " + svc.name + " has no backend " + which}};
   }
   if (at.size() > 1)
@@ -135,21 +130,21 @@ EditOutcome backend_add(const json& a, ServiceConfig& svc) {
   if (svc.backends.size() >= config::kMaxBackendsPerService)
     return fail(ErrorCode::kConflict, "service " + svc.name + " has the most backends supported (" +
                                           std::to_string(config::kMaxBackendsPerService) + ")");
-  if (auto e = first_violation(config::check_backend(svc, b, svc.backends), "backend " + endpoint(b.address, b.port)))
+  if (auto e = first_violation(config::check_backend(svc, b, svc.backends), "backend " + net::endpoint_string(b.address, b.port)))
     return {std::move(e), {}};
   ServiceConfig next = svc;
   next.backends.push_back(b);
   // The Maglev table must still have room for every backend with weight > 0.
   if (auto e = first_violation(config::check_service(next, {}, {}), "service " + svc.name)) return {std::move(e), {}};
   svc = std::move(next);
-  return {std::nullopt, fmt::format("backend {} added to {} with weight {}", endpoint(b.address, b.port), svc.name, b.weight)};
+  return {std::nullopt, fmt::format("backend {} added to {} with weight {}", net::endpoint_string(b.address, b.port), svc.name, b.weight)};
 }
 
 EditOutcome backend_change(const std::string& cmd, const json& a, ServiceConfig& svc) {
   auto ref = find_backend(svc, a);
   if (ref.error) return {std::move(ref.error), {}};
   BackendConfig& b = *ref.backend;
-  const std::string who = "backend " + endpoint(b.address, b.port) + " of " + svc.name;
+  const std::string who = "backend " + net::endpoint_string(b.address, b.port) + " of " + svc.name;
   if (cmd == "backend.delete") {
     svc.backends.erase(svc.backends.begin() + (&b - svc.backends.data()));
     return {std::nullopt, who + " deleted"};

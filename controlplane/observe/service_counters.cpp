@@ -53,7 +53,7 @@ std::vector<ServiceCounters> service_counters(const lb::ServiceTable& table,
 }
 
 std::string backend_label(const BackendCounters& b) {
-  return b.address.to_string() + ":" + std::to_string(b.port);
+  return net::endpoint_string(b.address, b.port);
 }
 
 }  // namespace tandem::observe

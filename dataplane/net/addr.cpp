@@ -59,6 +59,8 @@ std::optional<Ipv4Addr> Ipv4Addr::parse(std::string_view text) {
   return Ipv4Addr{value};
 }
 
+std::string endpoint_string(Ipv4Addr a, std::uint16_t port) { return a.to_string() + ":" + std::to_string(port); }
+
 std::string Ipv4Addr::to_string() const {
   char buf[16];
   std::snprintf(buf, sizeof buf, "%u.%u.%u.%u", value >> 24, (value >> 16) & 0xff,

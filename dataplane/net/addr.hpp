@@ -32,6 +32,9 @@ struct Ipv4Addr {
   auto operator<=>(const Ipv4Addr&) const = default;
 };
 
+// "10.0.1.21:8080": an address and a port as logs, listings and labels show them.
+std::string endpoint_string(Ipv4Addr a, std::uint16_t port);
+
 struct Ipv4Prefix {
   Ipv4Addr addr;
   std::uint8_t length = 32;
