@@ -81,6 +81,34 @@ struct XdpConfig {
 enum class L4Protocol : std::uint8_t { kTcp = 6, kUdp = 17 };
 const char* to_string(L4Protocol p);
 
+// A backend health check, per service (docs/configuration.md, [service.health_check]). Checks run
+// from the control plane through the kernel (controlplane/health/).
+enum class HealthCheckType : std::uint8_t { kNone, kTcp, kHttp };
+const char* to_string(HealthCheckType t);
+
+struct HealthCheckConfig {
+  HealthCheckType type = HealthCheckType::kNone;
+  std::uint32_t interval_ms = 2000;  // between the starts of two checks of one backend
+  std::uint32_t timeout_ms = 1000;   // a check not done by then failed (< interval_ms)
+  std::uint32_t rise = 2;            // consecutive successes that bring a backend (back) up
+  std::uint32_t fall = 3;            // consecutive failures that take it down
+  std::uint16_t port = 0;            // 0: the backend's port
+  std::string http_path = "/";       // http: the request target
+  std::string http_host;             // http: the Host header; empty: the backend's address
+  std::uint32_t http_status = 200;   // http: the status the answer must have
+  std::string http_body;             // http: a string the body must contain; empty: any body
+
+  bool enabled() const { return type != HealthCheckType::kNone; }
+  bool operator==(const HealthCheckConfig&) const = default;
+};
+
+// What happens to the connections of a backend its health check took down.
+enum class BackendDownPolicy : std::uint8_t {
+  kKeep,   // they go on (the backend may still serve them); only new flows avoid it
+  kReset,  // their entries are flushed: the next packet of each finds another backend or none
+};
+const char* to_string(BackendDownPolicy p);
+
 struct BackendConfig {
   net::Ipv4Addr address;
   std::uint16_t port = 0;     // 0: the service's port (or the client's, for an all-ports service)
@@ -100,6 +128,9 @@ struct ServiceConfig {
   std::uint32_t maglev_size = 65537;
   std::vector<net::Ipv4Addr> local_addresses;  // fullnat: the source addresses towards backends
   std::vector<BackendConfig> backends;
+  HealthCheckConfig health_check;
+  BackendDownPolicy on_backend_down = BackendDownPolicy::kKeep;
+  std::uint8_t group = 1;  // the HA VIP group the service belongs to ([[ha.group]] id)
 
   bool operator==(const ServiceConfig&) const = default;
 };
@@ -142,6 +173,73 @@ struct CtlConfig {
   bool operator==(const CtlConfig&) const = default;
 };
 
+// High availability ([ha], docs/configuration.md; the protocol is docs/ha-protocol.md).
+inline constexpr std::uint8_t kMaxHaGroupId = 63;  // groups are bits of a 64-bit mask
+
+// An address that moves with a VIP group (e.g. the backends' default gateway): the active unit
+// answers ARP for it on `port` and announces it by gratuitous ARP on takeover.
+struct FloatingAddress {
+  std::string port;  // a [[port]] name
+  net::Ipv4Prefix address;
+
+  bool operator==(const FloatingAddress&) const = default;
+};
+
+struct HaGroupConfig {
+  std::uint8_t id = 1;        // 1..kMaxHaGroupId; services name it in `group`
+  std::uint8_t priority = 0;  // this unit's priority for the group; 0: [ha] priority
+  std::vector<FloatingAddress> floating_addresses;
+
+  bool operator==(const HaGroupConfig&) const = default;
+};
+
+// A tracked object: while it fails, the unit's priority for every group drops by `weight`
+// (0: to 0, the unit cannot serve), which may hand the groups to the peer.
+enum class TrackKind : std::uint8_t {
+  kPortLink,  // `port`'s link is down
+  kGateway,   // `port`'s gateway does not answer ARP
+  kService,   // fewer than `min_healthy` backends of `service` are healthy
+};
+const char* to_string(TrackKind k);
+
+struct HaTrackConfig {
+  TrackKind kind = TrackKind::kPortLink;
+  std::string port;     // kPortLink, kGateway
+  std::string service;  // kService
+  std::uint32_t min_healthy = 1;
+  std::uint8_t weight = 0;
+
+  bool operator==(const HaTrackConfig&) const = default;
+};
+
+struct HaConfig {
+  bool enabled = false;  // an [ha] table is present
+  std::uint8_t priority = 100;  // 1..255; per group unless the group sets its own
+  bool preempt = false;
+  std::uint32_t advert_interval_ms = 10;
+  std::uint32_t dead_intervals = 3;
+  std::uint32_t hold_down_ms = 1000;
+  std::string key_file;  // the pre-shared HMAC key: the file's bytes (a final newline dropped)
+  std::string key;       // or the key itself (at least 16 bytes); one of the two is required
+  // The sync link (a kernel netdev): adverts over UDP from the control thread.
+  std::string sync_listen;  // "ADDRESS:PORT" this unit binds
+  std::string sync_peer;    // "ADDRESS:PORT" of the peer
+  net::Ipv4Addr sync_address, sync_peer_address;  // parsed from the two above
+  std::uint16_t sync_port = 0, sync_peer_port = 0;
+  // The data network: adverts sent by the fast path from `data_port`'s address.
+  std::string data_port;            // a [[port]] name
+  net::Ipv4Addr data_peer;          // the peer's address on that network
+  std::uint16_t data_udp_port = 8694;  // both units' adverts use it as source and destination
+  std::uint32_t garp_count = 3;     // gratuitous ARPs per address on takeover
+  std::uint32_t garp_interval_ms = 100;
+  std::vector<HaGroupConfig> groups;  // at least one; default: group 1
+  std::vector<HaTrackConfig> track;
+
+  // The group's configured priority on this unit.
+  std::uint8_t group_priority(const HaGroupConfig& g) const { return g.priority != 0 ? g.priority : priority; }
+  bool operator==(const HaConfig&) const = default;
+};
+
 struct LogConfig {
   std::string level = "info";
 
@@ -159,6 +257,7 @@ struct Config {
   ConntrackConfig conntrack;
   MetricsConfig metrics;
   CtlConfig ctl;
+  HaConfig ha;
   std::vector<PortConfig> ports;
   std::vector<ServiceConfig> services;
 
