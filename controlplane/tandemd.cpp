@@ -211,7 +211,8 @@ int run(config::Config cfg, const std::string& config_path) {
     tx_total += p.tx_descriptors * n_workers;
   }
   std::string err;
-  rte_mempool* pool = dpdk::create_mbuf_pool("tandem_mbufs", dpdk::mbuf_pool_size(rx_total, tx_total, n_workers, c.worker.burst_size), err);
+  rte_mempool* pool = dpdk::create_mbuf_pool("tandem_mbufs", dpdk::mbuf_pool_size(rx_total, tx_total, n_workers, c.worker.burst_size),
+                                               c.eal.no_huge, err);
   if (!pool) {
     spdlog::critical("{}", err);
     dpdk::eal_cleanup();

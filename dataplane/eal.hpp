@@ -13,7 +13,13 @@ std::string eal_init(const std::vector<std::string>& args);
 void eal_cleanup();
 
 // A pktmbuf pool of `count` buffers on the caller's socket. Null with `error` set on failure.
-rte_mempool* create_mbuf_pool(const std::string& name, unsigned count, std::string& error);
+// `packed`: objects back to back, none aligned to a page (RTE_MEMPOOL_F_NO_IOVA_CONTIG). Needed
+// without hugepages: DPDK otherwise keeps each mbuf inside one 4 KiB page, one mbuf per page,
+// while the AF_XDP PMD registers its UMEM as populated_size x object size from the pool's
+// start, so the mbufs in the last ~40% of the pool lie outside the UMEM and the kernel silently
+// refuses frames sent from them (seen: ARP requests and gratuitous ARPs never left). IOVA
+// contiguity does not matter there: --no-huge runs vdevs only, in IOVA-as-VA mode.
+rte_mempool* create_mbuf_pool(const std::string& name, unsigned count, bool packed, std::string& error);
 
 // Buffers a set of ports and workers needs: every RX and TX ring full, every worker's burst
 // and per-lcore cache in flight, and headroom for frames the workers generate.
