@@ -29,6 +29,26 @@ const char* to_string(PortRole r) {
 
 const char* to_string(L4Protocol p) { return p == L4Protocol::kTcp ? "tcp" : "udp"; }
 
+const char* to_string(HealthCheckType t) {
+  switch (t) {
+    case HealthCheckType::kNone: return "none";
+    case HealthCheckType::kTcp: return "tcp";
+    case HealthCheckType::kHttp: return "http";
+  }
+  return "unknown";
+}
+
+const char* to_string(BackendDownPolicy p) { return p == BackendDownPolicy::kKeep ? "keep" : "reset"; }
+
+const char* to_string(TrackKind k) {
+  switch (k) {
+    case TrackKind::kPortLink: return "link";
+    case TrackKind::kGateway: return "gateway";
+    case TrackKind::kService: return "service";
+  }
+  return "unknown";
+}
+
 bool PortConfig::is_pci() const {
   // domain:bus:device.function ("0000:03:00.0") or bus:device.function ("03:00.0")
   const std::string n = device_name();
@@ -414,6 +434,143 @@ void read_ctl(TableReader& root, Config& c) {
   read_accounts(r, "read_only_groups", ctl.read_only_groups);
 }
 
+bool has_port(const Config& c, const std::string& name) {
+  return std::any_of(c.ports.begin(), c.ports.end(), [&](const PortConfig& p) { return p.name == name; });
+}
+
+void read_ha_group(const toml::table& t, const std::string& path, TableReader& parent, Config& c) {
+  TableReader r(t, path, parent.file(), parent.errors());
+  HaGroupConfig g;
+  r.integer("id", g.id, 1, kMaxHaGroupId, true);
+  r.integer("priority", g.priority, 1, 255);
+  if (const toml::node* n = r.node("floating_addresses")) {
+    const auto* arr = n->as_array();
+    if (!arr) return r.error_at(n->source(), path + ".floating_addresses", "expected an array of { port, address } tables");
+    std::size_t i = 0;
+    for (const auto& item : *arr) {
+      const std::string ipath = path + ".floating_addresses[" + std::to_string(i++) + "]";
+      const auto* ft = item.as_table();
+      if (!ft) {
+        r.error_at(item.source(), ipath, "expected a { port = \"...\", address = \"A.B.C.D/N\" } table");
+        continue;
+      }
+      TableReader fr(*ft, ipath, r.file(), r.errors());
+      FloatingAddress f;
+      fr.string("port", f.port, true, [&](const std::string& v) {
+        return has_port(c, v) ? std::string() : "no [[port]] is named \"" + v + "\"";
+      });
+      std::string address;
+      fr.string("address", address, true, check_host_prefix);
+      if (auto prefix = net::Ipv4Prefix::parse(address)) f.address = *prefix;
+      g.floating_addresses.push_back(std::move(f));
+    }
+  }
+  for (const auto& other : c.ha.groups)
+    if (other.id == g.id) r.error("id", "group " + std::to_string(g.id) + " is defined twice");
+  c.ha.groups.push_back(std::move(g));
+}
+
+void read_ha_track(const toml::table& t, const std::string& path, TableReader& parent, Config& c) {
+  TableReader r(t, path, parent.file(), parent.errors());
+  HaTrackConfig k;
+  const auto port_check = [&](const std::string& v) {
+    return has_port(c, v) ? std::string() : "no [[port]] is named \"" + v + "\"";
+  };
+  int kinds = 0;
+  if (r.has("link")) {
+    ++kinds;
+    k.kind = TrackKind::kPortLink;
+    r.string("link", k.port, false, port_check);
+  }
+  if (r.has("gateway")) {
+    ++kinds;
+    k.kind = TrackKind::kGateway;
+    r.string("gateway", k.port, false, [&](const std::string& v) {
+      if (auto msg = port_check(v); !msg.empty()) return msg;
+      const auto it = std::find_if(c.ports.begin(), c.ports.end(), [&](const PortConfig& p) { return p.name == v; });
+      return it->gateway ? std::string() : "port \"" + v + "\" has no gateway to track";
+    });
+  }
+  if (r.has("service")) {
+    ++kinds;
+    k.kind = TrackKind::kService;
+    r.string("service", k.service, false);  // checked against the services once they are read
+  }
+  if (kinds != 1) r.error_at(t.source(), path, "needs exactly one of link = PORT, gateway = PORT or service = NAME");
+  r.integer("min_healthy", k.min_healthy, 1, kMaxBackendsPerService);
+  if (k.kind != TrackKind::kService && r.has("min_healthy")) r.error("min_healthy", "applies to service = NAME only");
+  r.integer("weight", k.weight, 0, 254);
+  c.ha.track.push_back(std::move(k));
+}
+
+// Read after the ports (it names them); the services' groups and tracked services are checked
+// after the services (check_ha_references).
+void read_ha(TableReader& root, Config& c) {
+  const toml::table* t = root.table("ha");
+  if (!t) return;
+  TableReader r(*t, "ha", root.file(), root.errors());
+  HaConfig& ha = c.ha;
+  ha.enabled = true;
+  r.integer("priority", ha.priority, 1, 255);
+  r.boolean("preempt", ha.preempt);
+  r.integer("advert_interval_ms", ha.advert_interval_ms, 1, 10'000);
+  r.integer("dead_intervals", ha.dead_intervals, 2, 100);
+  r.integer("hold_down_ms", ha.hold_down_ms, 0, 600'000);
+  r.string("key", ha.key, false, [](const std::string& v) {
+    return v.size() >= 16 ? "" : "must be at least 16 bytes";
+  });
+  r.string("key_file", ha.key_file, false, [](const std::string& v) {
+    return !v.empty() && v.front() == '/' ? "" : "must be an absolute path";
+  });
+  if (!r.has("key") && !r.has("key_file"))
+    r.error_at(t->source(), "ha", "needs key or key_file: the pre-shared key that authenticates the peer");
+  else if (r.has("key") && r.has("key_file"))
+    r.error("key_file", "give key or key_file, not both");
+  r.string("sync_listen", ha.sync_listen, true, [](const std::string& v) { return check_listen(v); });
+  r.string("sync_peer", ha.sync_peer, true, [](const std::string& v) { return check_listen(v); });
+  if (!ha.sync_listen.empty()) check_listen(ha.sync_listen, &ha.sync_address, &ha.sync_port);
+  if (!ha.sync_peer.empty()) check_listen(ha.sync_peer, &ha.sync_peer_address, &ha.sync_peer_port);
+  r.string("data_port", ha.data_port, true, [&](const std::string& v) {
+    return has_port(c, v) ? std::string() : "no [[port]] is named \"" + v + "\"";
+  });
+  std::string peer;
+  r.string("data_peer", peer, true, [&](const std::string& v) {
+    const auto a = net::Ipv4Addr::parse(v);
+    if (!a) return std::string("must be an IPv4 address");
+    const auto it = std::find_if(c.ports.begin(), c.ports.end(), [&](const PortConfig& p) { return p.name == ha.data_port; });
+    if (it != c.ports.end() && !it->address.contains(*a))
+      return "must be inside " + it->address.to_string() + ", the network of data_port \"" + ha.data_port + "\"";
+    if (it != c.ports.end() && it->address.addr == *a) return std::string("is this unit's own address");
+    return std::string();
+  });
+  if (auto a = net::Ipv4Addr::parse(peer)) ha.data_peer = *a;
+  r.integer("data_udp_port", ha.data_udp_port, 1, 65535);
+  r.integer("garp_count", ha.garp_count, 0, 100);
+  r.integer("garp_interval_ms", ha.garp_interval_ms, 1, 60'000);
+  r.tables("group", "groups", kMaxHaGroupId, false,
+           [&](const toml::table& gt, std::size_t, const std::string& gpath) { read_ha_group(gt, gpath, r, c); });
+  if (ha.groups.empty()) ha.groups.push_back(HaGroupConfig{});
+  r.tables("track", "tracked objects", 64, false,
+           [&](const toml::table& tt, std::size_t, const std::string& tpath) { read_ha_track(tt, tpath, r, c); });
+}
+
+void check_ha_references(TableReader& root, Config& c) {
+  if (!c.ha.enabled) {
+    for (std::size_t i = 0; i < c.services.size(); ++i)
+      if (c.services[i].group != 1)
+        root.error("service", "service \"" + c.services[i].name + "\" names group " +
+                                  std::to_string(c.services[i].group) + " but there is no [ha] table");
+    return;
+  }
+  for (const auto& s : c.services)
+    if (std::none_of(c.ha.groups.begin(), c.ha.groups.end(), [&](const HaGroupConfig& g) { return g.id == s.group; }))
+      root.error("service", "service \"" + s.name + "\": group " + std::to_string(s.group) + " is not an [[ha.group]]");
+  for (const auto& k : c.ha.track)
+    if (k.kind == TrackKind::kService && std::none_of(c.services.begin(), c.services.end(),
+                                                      [&](const ServiceConfig& s) { return s.name == k.service; }))
+      root.error("ha", "[[ha.track]] service \"" + k.service + "\" is not a [[service]]");
+}
+
 void read_port(const toml::table& t, std::size_t index, TableReader& root, Config& c) {
   TableReader r(t, "port[" + std::to_string(index) + "]", root.file(), root.errors());
   PortConfig p;
@@ -515,6 +672,42 @@ void read_backend(const toml::table& t, const std::string& path, TableReader& pa
   svc.backends.push_back(b);
 }
 
+void read_health_check(const toml::table& t, const std::string& path, TableReader& parent, ServiceConfig& svc) {
+  TableReader r(t, path, parent.file(), parent.errors());
+  HealthCheckConfig& h = svc.health_check;
+  std::string type = "tcp";
+  r.string("type", type, false, [](const std::string& v) {
+    return v == "none" || v == "tcp" || v == "http" ? "" : "must be none, tcp or http";
+  });
+  h.type = type == "none" ? HealthCheckType::kNone : type == "http" ? HealthCheckType::kHttp : HealthCheckType::kTcp;
+  r.integer("interval_ms", h.interval_ms, 10, 3'600'000);
+  r.integer("timeout_ms", h.timeout_ms, 1, 3'600'000);
+  r.integer("rise", h.rise, 1, 100);
+  r.integer("fall", h.fall, 1, 100);
+  r.integer("port", h.port, 0, 65535);
+  r.string("http_path", h.http_path, false, [](const std::string& v) {
+    const bool printable = std::all_of(v.begin(), v.end(), [](char c) { return c > 0x20 && c < 0x7f; });
+    return !v.empty() && v.front() == '/' && printable && v.size() <= 1024
+               ? ""
+               : "must start with '/' and hold no spaces or control characters (at most 1024 bytes)";
+  });
+  r.string("http_host", h.http_host, false, [](const std::string& v) {
+    const bool printable = std::all_of(v.begin(), v.end(), [](char c) { return c > 0x20 && c < 0x7f; });
+    return printable && v.size() <= 255 ? "" : "must be a host name without spaces (at most 255 bytes)";
+  });
+  r.integer("http_status", h.http_status, 100, 599);
+  r.string("http_body", h.http_body, false, [](const std::string& v) {
+    return v.size() <= 4096 ? "" : "must be at most 4096 bytes";
+  });
+  if (h.enabled() && h.timeout_ms >= h.interval_ms) r.error("timeout_ms", "must be less than interval_ms");
+  if (h.type != HealthCheckType::kHttp)
+    for (const char* key : {"http_path", "http_host", "http_status", "http_body"})
+      if (r.has(key)) r.error(key, "applies to type = \"http\" only");
+  if (h.enabled() && h.port == 0 && svc.port == 0 &&
+      std::any_of(svc.backends.begin(), svc.backends.end(), [](const BackendConfig& b) { return b.port == 0; }))
+    r.error("port", "is required: the service takes every port and a backend has no port of its own to check");
+}
+
 void read_service(const toml::table& t, std::size_t index, TableReader& root, Config& c) {
   const std::string path = "service[" + std::to_string(index) + "]";
   TableReader r(t, path, root.file(), root.errors());
@@ -547,6 +740,13 @@ void read_service(const toml::table& t, std::size_t index, TableReader& root, Co
   }
   r.tables("backend", "backends per service", kMaxBackendsPerService, false,
            [&](const toml::table& bt, std::size_t, const std::string& bpath) { read_backend(bt, bpath, r, svc); });
+  r.integer("group", svc.group, 1, kMaxHaGroupId);
+  std::string down = "keep";
+  r.string("on_backend_down", down, false, [](const std::string& v) {
+    return v == "keep" || v == "reset" ? "" : "must be keep or reset";
+  });
+  svc.on_backend_down = down == "reset" ? BackendDownPolicy::kReset : BackendDownPolicy::kKeep;
+  if (const toml::table* hc = r.table("health_check")) read_health_check(*hc, path + ".health_check", r, svc);
   for (auto& v : check_service(svc, c.services, c.ports)) r.error(v.key, std::move(v.message));
   c.services.push_back(std::move(svc));
 }
@@ -583,7 +783,9 @@ ParseResult parse_config(std::string_view text, const std::string& source_name) 
     read_metrics(r, c);
     read_ctl(r, c);
     read_ports(r, c);
+    read_ha(r, c);
     read_services(r, c);
+    check_ha_references(r, c);
   }  // the reader reports unknown top-level keys here
   if (c.eal.file_prefix.empty() && !c.unit.name.empty()) c.eal.file_prefix = "tandem-" + c.unit.name;
   std::stable_sort(result.errors.begin(), result.errors.end(), [](const auto& a, const auto& b) {

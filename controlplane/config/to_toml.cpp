@@ -51,6 +51,59 @@ toml::table service_table(const ServiceConfig& s) {
                                    {"weight", i64(b.weight)},
                                    {"enabled", b.enabled}});
   if (!backends.empty()) t.insert("backend", std::move(backends));
+  t.insert("group", i64(s.group));
+  t.insert("on_backend_down", to_string(s.on_backend_down));
+  const HealthCheckConfig& h = s.health_check;
+  if (h.enabled()) {
+    toml::table hc{{"type", to_string(h.type)},     {"interval_ms", i64(h.interval_ms)}, {"timeout_ms", i64(h.timeout_ms)},
+                   {"rise", i64(h.rise)},           {"fall", i64(h.fall)},               {"port", i64(h.port)}};
+    if (h.type == HealthCheckType::kHttp) {
+      hc.insert("http_path", h.http_path);
+      hc.insert("http_host", h.http_host);
+      hc.insert("http_status", i64(h.http_status));
+      hc.insert("http_body", h.http_body);
+    }
+    t.insert("health_check", std::move(hc));
+  }
+  return t;
+}
+
+toml::table ha_table(const HaConfig& ha) {
+  toml::table t{{"priority", i64(ha.priority)},
+                {"preempt", ha.preempt},
+                {"advert_interval_ms", i64(ha.advert_interval_ms)},
+                {"dead_intervals", i64(ha.dead_intervals)},
+                {"hold_down_ms", i64(ha.hold_down_ms)},
+                {"sync_listen", ha.sync_listen},
+                {"sync_peer", ha.sync_peer},
+                {"data_port", ha.data_port},
+                {"data_peer", ha.data_peer.to_string()},
+                {"data_udp_port", i64(ha.data_udp_port)},
+                {"garp_count", i64(ha.garp_count)},
+                {"garp_interval_ms", i64(ha.garp_interval_ms)}};
+  // The key is a secret that read-only ctl users may not see: a key_file is named, an inline key
+  // is left out (the output then fails to load until a key is added, rather than loading with
+  // a wrong one).
+  if (!ha.key_file.empty()) t.insert("key_file", ha.key_file);
+  t.insert("group", array_of(ha.groups, [](const HaGroupConfig& g) {
+    toml::table gt{{"id", i64(g.id)}};
+    if (g.priority != 0) gt.insert("priority", i64(g.priority));
+    gt.insert("floating_addresses", array_of(g.floating_addresses, [](const FloatingAddress& f) {
+      return toml::table{{"port", f.port}, {"address", f.address.to_string()}};
+    }));
+    return gt;
+  }));
+  if (!ha.track.empty())
+    t.insert("track", array_of(ha.track, [](const HaTrackConfig& k) {
+      toml::table kt{{"weight", i64(k.weight)}};
+      if (k.kind == TrackKind::kService) {
+        kt.insert("service", k.service);
+        kt.insert("min_healthy", i64(k.min_healthy));
+      } else {
+        kt.insert(to_string(k.kind), k.port);
+      }
+      return kt;
+    }));
   return t;
 }
 
@@ -101,11 +154,12 @@ std::string to_toml(const Config& c) {
   mode.flags(toml::value_flags::format_as_octal);
   root["ctl"].as_table()->insert("mode", std::move(mode));
   root.insert("port", array_of(c.ports, port_table));
+  if (c.ha.enabled) root.insert("ha", ha_table(c.ha));
   if (!c.services.empty()) root.insert("service", array_of(c.services, service_table));
   // Sections in the order of docs/configuration.md (a toml::table sorts its keys).
   std::ostringstream out;
   out << "# tandemd " << TANDEM_VERSION << ": the running configuration of unit " << c.unit.name << "\n";
-  for (const char* section : {"unit", "eal", "worker", "neighbour", "log", "metrics", "ctl", "xdp", "port", "conntrack",
+  for (const char* section : {"unit", "eal", "worker", "neighbour", "log", "metrics", "ctl", "xdp", "port", "ha", "conntrack",
                               "service"}) {
     toml::table one;
     if (auto* t = root[section].as_table()) one.insert(section, std::move(*t));
