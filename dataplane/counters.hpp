@@ -43,7 +43,10 @@ namespace tandem {
   X(kMultiSegment, "multi_segment_frame")     /* chained mbufs: not parsed */               \
   X(kTxFull, "tx_full")                       /* the TX queue did not take the frame */    \
   X(kHandoffFull, "handoff_full")             /* the ring to the flow's owning worker was full */ \
-  X(kNoMbuf, "no_mbuf")                       /* a generated frame found no buffer */
+  X(kNoMbuf, "no_mbuf")                       /* a generated frame found no buffer */       \
+  X(kLbNotActive, "lb_not_active")            /* to a VIP of a group this unit does not own (standby) */ \
+  X(kHaPuntFull, "ha_punt_full")              /* an HA advert found the ring to the control thread full */ \
+  X(kHaPeerUnresolved, "ha_peer_unresolved")  /* an HA advert not sent: the peer's MAC is unknown (ARP sent) */
 
 // What the fast path did with a frame it handled itself.
 #define TANDEM_HANDLED_EVENTS(X)                   \
@@ -58,7 +61,10 @@ namespace tandem {
   X(kLbRepliesForwarded, "lb_replies_forwarded") \
   X(kLbIcmpForwarded, "lb_icmp_errors_forwarded") /* translated for the other end of a flow */ \
   X(kLbFragNeededSent, "lb_frag_needed_sent")   /* to a sender whose packet exceeded the MTU */ \
-  X(kHandedOff, "handed_off")                     /* to the worker that owns the flow */
+  X(kHandedOff, "handed_off")                     /* to the worker that owns the flow */ \
+  X(kHaAdvertsSent, "ha_adverts_sent")            /* HA adverts sent on the data network */ \
+  X(kHaAdvertsReceived, "ha_adverts_received")    /* passed to the HA control thread */ \
+  X(kGratuitousArpSent, "gratuitous_arp_sent")    /* announcing VIPs and floating addresses */
 
 #define TANDEM_ENUM_ITEM(id, name) id,
 enum class DropReason : std::uint8_t { TANDEM_DROP_REASONS(TANDEM_ENUM_ITEM) kCount };

@@ -1,5 +1,6 @@
 #include "dataplane/local_stack.hpp"
 
+#include <algorithm>
 #include <cstring>
 
 #include "dataplane/net/arp.hpp"
@@ -97,10 +98,43 @@ LocalResult handle_ipv4(std::uint8_t* frame, std::uint32_t len, const LocalInter
     return drop(DropReason::kIpv4Fragment);
 
   if (ip[net::ipv4::kProto] == net::ipv4::kProtoIcmp) return handle_icmp(frame, l3, ihl, ip_len);
+  if (ip[net::ipv4::kProto] == net::ipv4::kProtoUdp && itf.ha_udp_port != 0) {
+    const std::uint8_t* udp = ip + ihl;
+    if (ip_len < ihl + net::udp::kHeaderLen) return drop(DropReason::kL4Malformed);
+    const std::size_t udp_len = net::load_be16(udp + net::udp::kLength);
+    if (udp_len < net::udp::kHeaderLen || udp_len > ip_len - ihl) return drop(DropReason::kL4Malformed);
+    // Only to the port's own addresses: an advert is never sent to a VIP or floating address.
+    if (net::load_be16(udp + net::udp::kDstPort) == itf.ha_udp_port && itf.owns_primary(dst))
+      return {.action = Action::kPunt, .event = Handled::kHaAdvertsReceived};
+  }
   return drop(DropReason::kL4Unhandled);
 }
 
 }  // namespace
+
+bool LocalInterface::add_floating(net::Ipv4Addr a) {
+  auto* end = floating.begin() + floating_count;
+  auto* it = std::lower_bound(floating.begin(), end, a.value);
+  if (it != end && *it == a.value) return true;
+  if (floating_count == kMaxFloatingAddrs) return false;
+  std::move_backward(it, end, end + 1);
+  *it = a.value;
+  ++floating_count;
+  return true;
+}
+
+bool LocalInterface::owns_floating(net::Ipv4Addr a) const {
+  const auto* end = floating.begin() + floating_count;
+  return std::binary_search(floating.begin(), end, a.value);
+}
+
+PuntedPayload punted_payload(const std::uint8_t* frame) {
+  const std::uint8_t* ip = frame + net::eth::kHeaderLen;
+  const std::uint32_t ihl = std::uint32_t{ip[net::ipv4::kVersionIhl] & 0x0fu} * 4;
+  const std::uint8_t* udp = ip + ihl;
+  return {static_cast<std::uint32_t>(net::eth::kHeaderLen + ihl + net::udp::kHeaderLen),
+          static_cast<std::uint32_t>(net::load_be16(udp + net::udp::kLength) - net::udp::kHeaderLen)};
+}
 
 LocalResult handle_local_frame(std::uint8_t* frame, std::uint32_t len, const LocalInterface& itf,
                                neigh::NeighbourTable& neighbours, std::uint64_t now_ms,

@@ -1,6 +1,7 @@
 #include "dataplane/worker.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <array>
 #include <stdexcept>
 #include <string>
@@ -15,6 +16,7 @@
 #include "dataplane/huge_page_memory.hpp"
 #include "dataplane/lb/flow_owner.hpp"
 #include "dataplane/net/arp.hpp"
+#include "dataplane/net/udp.hpp"
 
 namespace tandem::dpdk {
 namespace {
@@ -103,6 +105,7 @@ void Worker::run() {
     std::uint32_t received = 0;
     for (std::size_t p = 0; p < ports_.size(); ++p) poll_port(p, now, received);
     poll_handoff(now, received);
+    if (shared_.ha && index_ == 0) ha_duties(now);
     if (now >= next_periodic) {
       periodic(now);
       next_periodic = now + kPeriodicMs;
@@ -175,7 +178,8 @@ lb::LbContext Worker::lb_context(std::uint64_t now) {
           .ports = std::span<lb::LbPort>(lb_ports_.data(), ports_.size()),
           .worker = static_cast<std::uint16_t>(index_),
           .workers = static_cast<std::uint16_t>(shared_.workers),
-          .now_ms = now};
+          .now_ms = now,
+          .owned_groups = shared_.ha ? shared_.ha->owned_groups() : ~std::uint64_t{0}};
 }
 
 void Worker::poll_port(std::size_t port_index, std::uint64_t now, std::uint32_t& received) {
@@ -308,7 +312,27 @@ void Worker::handle_frame(std::size_t port_index, rte_mbuf* m, Staged* staged, l
       counters_.drop(r.reason);
       done_[n_done_++] = m;
       break;
+    case LocalResult::Action::kPunt:
+      punt_to_control(port_index, m);
+      done_[n_done_++] = m;
+      break;
   }
+}
+
+void Worker::punt_to_control(std::size_t port_index, const rte_mbuf* m) {
+  // Without [ha] no port has an HA UDP port, so nothing is punted.
+  const std::uint8_t* frame = rte_pktmbuf_mtod(m, const std::uint8_t*);
+  const PuntedPayload p = punted_payload(frame);
+  HaDatagram d;
+  d.port = static_cast<std::uint8_t>(port_index);
+  d.len = static_cast<std::uint16_t>(std::min<std::uint32_t>(p.len, kMaxHaDatagram));
+  if (p.len > kMaxHaDatagram) {
+    counters_.drop(DropReason::kL4Malformed);  // larger than any advert
+    return;
+  }
+  std::memcpy(d.bytes.data(), frame + p.offset, d.len);
+  if (shared_.ha && shared_.ha->deliver(d)) counters_.count(Handled::kHaAdvertsReceived);
+  else counters_.drop(DropReason::kHaPuntFull);
 }
 
 void Worker::hand_off(unsigned owner, rte_mbuf* m) {
@@ -381,7 +405,6 @@ void Worker::periodic(std::uint64_t now) {
 }
 
 void Worker::send_arp_request(std::size_t port_index, net::Ipv4Addr target) {
-  const WorkerPort& port = ports_[port_index];
   const LocalInterface& local = shared_.locals->get(port_index);
   rte_mbuf* m = rte_pktmbuf_alloc(shared_.pool);
   if (!m) {
@@ -394,17 +417,86 @@ void Worker::send_arp_request(std::size_t port_index, net::Ipv4Addr target) {
     if (local.prefixes[i].contains(target)) source = local.prefixes[i].addr;
   const std::size_t len = net::build_arp_request(rte_pktmbuf_mtod(m, std::uint8_t*),
                                                  rte_pktmbuf_tailroom(m), local.mac, source, target);
+  transmit_generated(port_index, m, len, Handled::kArpRequestsSent);
+}
+
+void Worker::transmit_generated(std::size_t port_index, rte_mbuf* m, std::size_t len, Handled event) {
   m->data_len = static_cast<std::uint16_t>(len);
   m->pkt_len = static_cast<std::uint32_t>(len);
   PortCounters& pc = counters_.ports[port_index];
-  if (rte_eth_tx_burst(port.port_id, static_cast<std::uint16_t>(index_), &m, 1) == 1) {
-    counters_.count(Handled::kArpRequestsSent);
+  if (rte_eth_tx_burst(ports_[port_index].port_id, static_cast<std::uint16_t>(index_), &m, 1) == 1) {
+    counters_.count(event);
     pc.tx_packets.add();
     pc.tx_bytes.add(len);
   } else {
     rte_pktmbuf_free(m);
     pc.tx_dropped.add();
     counters_.drop(DropReason::kTxFull);
+  }
+}
+
+void Worker::ha_duties(std::uint64_t now) {
+  const HaLink& ha = *shared_.ha;
+  // One relaxed load each when nothing is new.
+  if (ha.advert().generation() != advert_seen_) send_advert(now);
+  if (ha.announcement().generation() != announcement_seen_) {
+    if (const std::uint32_t gen = ha.announcement().read(announcing_); gen != 0) {
+      announcement_seen_ = gen;
+      bursts_left_ = announcing_.bursts;
+      next_burst_ms_ = now;
+      if (bursts_left_ == 0) shared_.ha->mark_announced(gen);
+    }
+  }
+  if (bursts_left_ != 0 && now >= next_burst_ms_) {
+    send_announcement_burst();
+    if (bursts_left_-- == announcing_.bursts) shared_.ha->mark_announced(announcement_seen_);
+    next_burst_ms_ = now + announcing_.interval_ms;
+  }
+}
+
+void Worker::send_advert(std::uint64_t now) {
+  const std::uint32_t gen = shared_.ha->advert().read(advert_);
+  if (gen == 0) return;  // being written: next loop
+  advert_seen_ = gen;
+  if (advert_.port >= ports_.size()) return;
+  const std::size_t p = advert_.port;
+  net::MacAddr peer_mac;
+  // An unknown peer gets an incomplete entry that maintain() probes: the next advert finds it.
+  if (neighbours_[p].resolve(advert_.peer, now, &peer_mac) != neigh::ResolveResult::kKnown) {
+    counters_.drop(DropReason::kHaPeerUnresolved);
+    return;
+  }
+  rte_mbuf* m = rte_pktmbuf_alloc(shared_.pool);
+  if (!m) {
+    counters_.drop(DropReason::kNoMbuf);
+    return;
+  }
+  const LocalInterface& local = shared_.locals->get(p);
+  const net::UdpEndpoints e{.src_mac = local.mac, .dst_mac = peer_mac, .src_ip = local.prefixes[0].addr,
+                            .dst_ip = advert_.peer, .src_port = advert_.udp_port, .dst_port = advert_.udp_port};
+  const std::size_t len = net::build_udp_frame(rte_pktmbuf_mtod(m, std::uint8_t*), rte_pktmbuf_tailroom(m), e,
+                                               {advert_.bytes.data(), advert_.len});
+  if (len == 0) {
+    rte_pktmbuf_free(m);
+    return;
+  }
+  transmit_generated(p, m, len, Handled::kHaAdvertsSent);
+}
+
+void Worker::send_announcement_burst() {
+  for (std::uint32_t i = 0; i < announcing_.count && i < announcing_.items.size(); ++i) {
+    const Announcement::Item& item = announcing_.items[i];
+    if (item.port >= ports_.size()) continue;
+    rte_mbuf* m = rte_pktmbuf_alloc(shared_.pool);
+    if (!m) {
+      counters_.drop(DropReason::kNoMbuf);
+      return;
+    }
+    // Gratuitous ARP: a broadcast request for the address by itself (RFC 5227 announcement),
+    // which updates the neighbour entry every host on the segment has for it.
+    const std::size_t len = net::build_arp_request(rte_pktmbuf_mtod(m, std::uint8_t*), rte_pktmbuf_tailroom(m),
+                                                   shared_.locals->get(item.port).mac, item.addr, item.addr);
+    transmit_generated(item.port, m, len, Handled::kGratuitousArpSent);
   }
 }
 

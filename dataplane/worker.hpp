@@ -12,6 +12,7 @@
 #include "dataplane/conntrack/conn_query.hpp"
 #include "dataplane/conntrack/conn_table.hpp"
 #include "dataplane/counters.hpp"
+#include "dataplane/ha_link.hpp"
 #include "dataplane/lb/forwarder.hpp"
 #include "dataplane/lb/rewrite.hpp"
 #include "dataplane/lb/service_table.hpp"
@@ -69,6 +70,7 @@ struct WorkerShared {
   QsbrDomain* rcu = nullptr;
   const std::atomic<bool>* stop = nullptr;
   unsigned workers = 1;
+  HaLink* ha = nullptr;  // null without [ha]: every group is owned, nothing is advertised
 };
 
 class Worker {
@@ -139,6 +141,16 @@ class Worker {
   lb::LbContext lb_context(std::uint64_t now_ms);
   void periodic(std::uint64_t now_ms);
   void send_arp_request(std::size_t port_index, net::Ipv4Addr target);
+  // Sends a frame the worker built itself (`len` bytes already in `m`) out of `port_index` at
+  // once, counting `event` on success.
+  void transmit_generated(std::size_t port_index, rte_mbuf* m, std::size_t len, Handled event);
+  // Worker 0's HA duties, every loop: send the newest data-path advert once, start a new
+  // gratuitous ARP announcement, and send its further bursts when due.
+  void ha_duties(std::uint64_t now_ms);
+  void send_advert(std::uint64_t now_ms);
+  void send_announcement_burst();
+  // A punted HA advert (local stack): its UDP payload goes to the control thread.
+  void punt_to_control(std::size_t port_index, const rte_mbuf* m);
   void share_learnt(std::size_t port_index, const LearntNeighbour& learnt);
   void apply_peer_updates(std::uint64_t now_ms);
   void publish_snapshot(std::uint64_t now_ms);
@@ -182,6 +194,13 @@ class Worker {
   // The posted connection query: null, the query, or kQueryRunning while the worker runs a
   // slice (so cancel_conn_query cannot pull it away mid-slice).
   std::atomic<conntrack::ConnQuery*> query_{nullptr};
+  // HA (worker 0): the generations handled so far, and the announcement being sent.
+  std::uint32_t advert_seen_ = 0;
+  HaAdvertOut advert_;
+  std::uint32_t announcement_seen_ = 0;
+  Announcement announcing_;
+  std::uint32_t bursts_left_ = 0;
+  std::uint64_t next_burst_ms_ = 0;
 };
 
 }  // namespace tandem::dpdk

@@ -253,7 +253,8 @@ LbVerdict forward_icmp_error(std::uint8_t* frame, std::uint32_t& len, net::Parse
 void lb_forward(std::uint8_t* frame, std::uint32_t& len, net::ParsedPacket& p, LbContext& ctx, LbVerdict& v) {
   if (p.proto == net::ipv4::kProtoTcp || p.proto == net::ipv4::kProtoUdp) {
     if (const Service* svc = ctx.services->find(p.dst, p.proto, p.dport)) {
-      v = forward_original(frame, len, p, ctx, *svc);
+      v = (ctx.owned_groups >> svc->group & 1) != 0 ? forward_original(frame, len, p, ctx, *svc)
+                                                    : drop(DropReason::kLbNotActive);
       return;
     }
     const conntrack::ConnLookup hit = ctx.conns->lookup(packet_key(p));

@@ -38,6 +38,9 @@ struct LbContext {
   // A client TCP segment without SYN and without a connection (after a restart or a failover
   // that lost the entry): adopted by default, like Maglev.
   conntrack::MidFlowPolicy mid_flow = conntrack::MidFlowPolicy::kAdopt;
+  // HA: the VIP groups this unit serves (bit g: group g). A standby's VIP traffic is dropped
+  // (lb_not_active); without HA every group is owned.
+  std::uint64_t owned_groups = ~std::uint64_t{0};
 };
 
 struct LbVerdict {

@@ -35,6 +35,7 @@ struct Service {
   std::uint32_t maglev_size = kMaglevDefaultSize;
   std::optional<MaglevTable> maglev;  // built by ServiceTable::build, always set in a table
   std::uint32_t stats_id = 0;  // as Backend::stats_id
+  std::uint8_t group = 1;      // HA VIP group: forwarded only while this unit owns it
 
   // The backend for a new flow with this hash, or nullptr when every backend is drained.
   const Backend* pick(std::uint32_t flow_hash) const {

@@ -53,6 +53,14 @@ inline constexpr std::uint8_t kProtoUdp = 17;
 inline constexpr std::uint8_t kDefaultTtl = 64;
 }  // namespace ipv4
 
+namespace udp {
+inline constexpr std::size_t kSrcPort = 0;
+inline constexpr std::size_t kDstPort = 2;
+inline constexpr std::size_t kLength = 4;
+inline constexpr std::size_t kChecksum = 6;
+inline constexpr std::size_t kHeaderLen = 8;
+}  // namespace udp
+
 namespace icmp {
 inline constexpr std::size_t kType = 0;
 inline constexpr std::size_t kCode = 1;
