@@ -1,4 +1,5 @@
 #include "controlplane/ctl_service.hpp"
+#include "controlplane/ha_service.hpp"
 
 #include <unistd.h>
 
@@ -35,6 +36,17 @@ std::string who(const ctl::Peer& p) {
 }
 
 std::string endpoint(std::uint32_t addr, std::uint16_t port) { return net::endpoint_string(net::Ipv4Addr{addr}, port); }
+
+// "standalone" without [ha]; else each group's role ("active", or "1:active 2:standby").
+std::string ha_role(const Runtime& rt) {
+  if (!rt.ha) return "standalone";
+  const json groups = rt.ha->status()["groups"];
+  if (groups.size() == 1) return groups[0].value("role", "");
+  std::string out;
+  for (const auto& g : groups)
+    out += (out.empty() ? "" : " ") + std::to_string(g.value("id", 0)) + ":" + g.value("role", "");
+  return out;
+}
 
 json address_list(const std::vector<net::Ipv4Prefix>& v) {
   json a = json::array();
@@ -267,8 +279,8 @@ Outcome CtlService::handle(const ctl::Request& r, const ctl::Peer& peer) {
     return Outcome::success(
         {{"unit", {{"id", rt.config.unit.id}, {"name", rt.config.unit.name}}},
          {"version", TANDEM_VERSION},
-         {"role", "standalone"},  // active/standby with the HA control plane
-         {"peer", nullptr},
+         {"role", ha_role(rt)},
+         {"peer", rt.ha ? rt.ha->status()["peer"] : json(nullptr)},
          {"uptime_s", std::round(up * 10) / 10},
          {"pid", ::getpid()},
          {"config", rt.config_path},
@@ -278,6 +290,20 @@ Outcome CtlService::handle(const ctl::Request& r, const ctl::Peer& peer) {
          {"ports", ports},
          {"ctl", {{"clients", st.connected}, {"requests", st.requests}, {"bad_requests", st.bad_requests},
                   {"refused", st.refused + st.read_only_refused}}}});
+  }
+
+  if (r.cmd == "ha.status") {
+    if (!rt.ha) return Outcome::success({{"enabled", false}});
+    return Outcome::success(rt.ha->status());
+  }
+  if (r.cmd == "ha.failover" || r.cmd == "ha.maintenance") {
+    if (!rt.ha) return refused(ErrorCode::kConflict, "high availability is not configured ([ha])");
+    const bool maintenance = r.cmd == "ha.maintenance";
+    const bool on = maintenance && a.value("on", false);
+    const std::string why = maintenance ? rt.ha->set_maintenance(on) : rt.ha->failover();
+    if (!why.empty()) return refused(ErrorCode::kConflict, why);
+    return changed(maintenance ? std::string("ha.maintenance ") + (on ? "on" : "off") : "ha.failover",
+                   rt.ha->status());
   }
 
   if (r.cmd == "services.list") {

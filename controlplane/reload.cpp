@@ -53,7 +53,7 @@ bool apply_service_steering(Runtime& rt) {
     if (!rt.steering[i]) continue;
     const auto& port = rt.config.ports[i];
     std::string error;
-    if (!rt.steering[i]->set_addresses(steered_addresses(port, port.addresses(), *rt.services.get()), error) ||
+    if (!rt.steering[i]->set_addresses(steered_addresses(port, port.addresses(), *rt.services.get(), rt.config.ha), error) ||
         !rt.steering[i]->set_sources(steered_sources(port, *rt.services.get()), error)) {
       spdlog::error("port {}: {}", port.name, error);
       ok = false;
@@ -102,7 +102,7 @@ bool apply_port_addresses(Runtime& rt, std::size_t port, const std::vector<net::
   rt.locals->publish(port, rt.local_interface(port, both));
   if (rt.steering[port]) {
     std::string error;
-    if (!rt.steering[port]->set_addresses(steered_addresses(rt.config.ports[port], next, *rt.services.get()), error)) {
+    if (!rt.steering[port]->set_addresses(steered_addresses(rt.config.ports[port], next, *rt.services.get(), rt.config.ha), error)) {
       spdlog::error("port {}: {}", rt.config.ports[port].name, error);
       rt.locals->publish(port, rt.local_interface(port, current));
       return false;
@@ -126,6 +126,7 @@ bool apply_services(Runtime& rt, std::vector<config::ServiceConfig> next, std::s
   // stop being steered after (removed backends linger while their connections may live).
   rt.services.publish(std::move(table), *rt.rcu);
   rt.service_tables_published.fetch_add(1, std::memory_order_relaxed);
+  rt.publish_local_interfaces();  // ARP for the VIPs as they are now
   apply_host_addresses(rt);
   if (!apply_service_steering(rt)) spdlog::error("services: XDP steering incomplete (see above)");
   rt.config.services = std::move(next);

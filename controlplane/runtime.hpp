@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -13,6 +14,7 @@
 #include "controlplane/observe/counters_report.hpp"
 #include "controlplane/observe/service_counters.hpp"
 #include "controlplane/xdp/steering.hpp"
+#include "dataplane/ha_link.hpp"
 #include "dataplane/local_tables.hpp"
 #include "dataplane/port.hpp"
 #include "dataplane/worker.hpp"
@@ -20,6 +22,8 @@
 struct rte_mempool;
 
 namespace tandem {
+
+class HaService;
 
 struct Runtime {
   std::string config_path;
@@ -34,6 +38,11 @@ struct Runtime {
   rte_mempool* pool = nullptr;                        // the workers' mbufs; freed by eal_cleanup
   std::vector<std::unique_ptr<dpdk::Worker>> workers;
   std::vector<std::unique_ptr<xdp::Steering>> steering;  // per port; null without XDP steering
+  std::unique_ptr<dpdk::HaLink> ha_link;  // with [ha]: what the HA thread shares with the workers
+  HaService* ha = nullptr;                // with [ha], while it runs: status and operator requests
+  // Healthy backends of a service (for [[ha.track]] service = NAME): set by the health checks.
+  // Unset: every enabled backend with a weight counts.
+  std::function<std::uint32_t(const std::string& service)> healthy_backends;
   // Serialises the control thread's changes with telemetry's reads of the steering state.
   mutable std::mutex control_mutex;
   std::atomic<bool> stop{false};
@@ -45,12 +54,31 @@ struct Runtime {
     return names;
   }
 
-  // The table a port's workers use: its MAC and `addresses`.
+  // The table a port's workers use: its MAC and `addresses`, and the addresses that move with
+  // the HA groups this unit owns now (all of them without [ha]): the VIPs of the groups'
+  // services on a port facing clients, the groups' floating addresses on their port.
+  // Hold control_mutex (it reads the published service table).
   LocalInterface local_interface(std::size_t port, const std::vector<net::Ipv4Prefix>& addresses) const {
     LocalInterface itf;
     itf.mac = ports[port].mac;
     for (const auto& a : addresses) itf.add(a);
+    const auto& pc = config.ports[port];
+    const std::uint64_t owned = ha_link ? ha_link->owned_groups() : ~std::uint64_t{0};
+    const auto owns = [&](std::uint8_t group) { return (owned >> group & 1) != 0; };
+    if (pc.role != config::PortRole::kSouth && services.get())
+      for (const auto& s : services.get()->services())
+        if (owns(s.group)) itf.add_floating(s.vip);
+    for (const auto& g : config.ha.groups)
+      if (owns(g.id))
+        for (const auto& f : g.floating_addresses)
+          if (f.port == pc.name) itf.add_floating(f.address.addr);
+    if (config.ha.enabled && config.ha.data_port == pc.name) itf.ha_udp_port = config.ha.data_udp_port;
     return itf;
+  }
+
+  // Republishes every port's table (after the owned groups or the services changed).
+  void publish_local_interfaces() {
+    for (std::size_t i = 0; i < config.ports.size(); ++i) locals->publish(i, local_interface(i, config.ports[i].addresses()));
   }
 
   observe::CounterTotals counters() const {

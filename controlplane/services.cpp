@@ -26,7 +26,8 @@ std::unique_ptr<const lb::ServiceTable> build_service_table(const std::vector<co
                     .port = s.port,
                     .mode = s.mode,
                     .local_addrs = s.local_addresses,
-                    .maglev_size = s.maglev_size};
+                    .maglev_size = s.maglev_size,
+                    .group = s.group};
     for (const auto& b : s.backends) svc.backends.push_back({b.address, b.port, b.weight});
     out.push_back(std::move(svc));
   }
@@ -43,7 +44,7 @@ bool faces_clients(const config::PortConfig& port) { return port.role != config:
 
 std::vector<xdp::SteeredAddress> steered_addresses(const config::PortConfig& port,
                                                    const std::vector<net::Ipv4Prefix>& own,
-                                                   const lb::ServiceTable& services) {
+                                                   const lb::ServiceTable& services, const config::HaConfig& ha) {
   std::vector<xdp::SteeredAddress> out;
   const auto add = [&](net::Ipv4Addr a, std::uint32_t flags) {
     const auto it = std::find_if(out.begin(), out.end(), [&](const auto& s) { return s.addr == a; });
@@ -53,6 +54,10 @@ std::vector<xdp::SteeredAddress> steered_addresses(const config::PortConfig& por
       it->flags |= flags;
   };
   for (const auto& p : own) add(p.addr, 0);
+  // Floating addresses whichever unit owns their group now: the fast path decides.
+  for (const auto& g : ha.groups)
+    for (const auto& f : g.floating_addresses)
+      if (f.port == port.name) add(f.address.addr, 0);
   if (faces_clients(port))
     for (const auto& vip : services.vips()) add(vip, 0);
   if (faces_backends(port))

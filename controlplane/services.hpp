@@ -24,13 +24,14 @@ std::unique_ptr<const lb::ServiceTable> build_service_table(const std::vector<co
 // a service or backend keeps its counters across reloads and ctl changes.
 observe::StatsRegistry& daemon_stats_registry();
 
-// The destinations XDP steers to the fast path on a port: its own addresses, every VIP on a
+// The destinations XDP steers to the fast path on a port: its own addresses, its HA floating
+// addresses (owned by this unit or not), every VIP on a
 // port that faces clients (role north or both), and every fullnat local address on a port that
 // faces backends (role south or both), flagged TANDEM_STEER_FLAG_LOCAL (so its traffic counts as
 // steered_reply) even when it is also one of the port's own addresses.
 std::vector<xdp::SteeredAddress> steered_addresses(const config::PortConfig& port,
                                                    const std::vector<net::Ipv4Prefix>& own,
-                                                   const lb::ServiceTable& services);
+                                                   const lb::ServiceTable& services, const config::HaConfig& ha);
 
 // The backend sources XDP steers on a port that faces backends (role south or both): every
 // backend of every nat service, weight 0 (drained) included, as (address, protocol, backend

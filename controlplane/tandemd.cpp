@@ -21,6 +21,7 @@
 #include "controlplane/config/eal_args.hpp"
 #include "controlplane/ctl/access.hpp"
 #include "controlplane/ctl_service.hpp"
+#include "controlplane/ha_service.hpp"
 #include "controlplane/observe/counters_report.hpp"
 #include "controlplane/observe/metrics_server.hpp"
 #include "controlplane/observe/sd_notify.hpp"
@@ -119,7 +120,7 @@ bool start_steering(Runtime& rt) {
     const auto& p = rt.config.ports[i];
     if (!p.xdp_steering) continue;
     auto s = xdp::Steering::open(p.devarg("iface"), error);
-    const auto addrs = steered_addresses(p, p.addresses(), *rt.services.get());
+    const auto addrs = steered_addresses(p, p.addresses(), *rt.services.get(), rt.config.ha);
     const auto sources = steered_sources(p, *rt.services.get());
     if (!s || !s->set_host_addresses(*host, error) || !s->set_addresses(addrs, error) ||
         !s->set_sources(sources, error) || !s->set_blocklist(rt.config.xdp.blocklist, error)) {
@@ -142,6 +143,7 @@ void stop_ports(Runtime& rt) {
     std::lock_guard lock(rt.control_mutex);
     rt.steering.clear();
     rt.workers.clear();
+    rt.ha_link.reset();
     rt.locals.reset();
     rt.rcu.reset();
   }
@@ -241,6 +243,17 @@ int run(config::Config cfg, const std::string& config_path) {
     rt.ports.push_back(info);
     worker_ports.push_back({.port_id = info.port_id, .gateway = p.gateway});
   }
+  if (c.ha.enabled) {
+    try {
+      rt.ha_link = std::make_unique<dpdk::HaLink>();
+    } catch (const std::exception& e) {
+      spdlog::critical("ha: {}", e.what());
+      stop_ports(rt);
+      dpdk::eal_cleanup();
+      return 1;
+    }
+    rt.ha_link->set_owned_groups(0);  // nothing is served until an election says so
+  }
   rt.rcu = std::make_unique<dpdk::QsbrDomain>(n_workers);
   rt.locals = std::make_unique<dpdk::LocalTables>(*rt.rcu);
   {
@@ -272,7 +285,8 @@ int run(config::Config cfg, const std::string& config_path) {
   unsigned lcore = 0;
   RTE_LCORE_FOREACH(lcore) lcores.push_back(lcore);
   const dpdk::WorkerShared shared{.pool = pool, .locals = rt.locals.get(), .services = &rt.services,
-                                  .rcu = rt.rcu.get(), .stop = &rt.stop, .workers = static_cast<unsigned>(lcores.size())};
+                                  .rcu = rt.rcu.get(), .stop = &rt.stop, .workers = static_cast<unsigned>(lcores.size()),
+                                  .ha = rt.ha_link.get()};
   std::random_device entropy;
   for (unsigned i = 0; i < lcores.size(); ++i) {
     // A random hash seed per table: senders cannot aim many flows at one index slot.
@@ -314,6 +328,20 @@ int run(config::Config cfg, const std::string& config_path) {
     }
   }
 
+  // The HA sync socket binds now: a taken address stops the start here.
+  std::unique_ptr<HaService> ha;
+  if (c.ha.enabled) {
+    ha = HaService::open(rt, err);
+    if (!ha) {
+      spdlog::critical("ha: {}", err);
+      ctl.reset();
+      metrics.reset();
+      stop_ports(rt);
+      dpdk::eal_cleanup();
+      return 1;
+    }
+  }
+
   // Worker 0 runs on the main lcore; the control thread is an ordinary (non-EAL) thread.
   for (unsigned i = 1; i < lcores.size(); ++i)
     rte_eal_remote_launch(dpdk::Worker::lcore_main, rt.workers[i].get(), lcores[i]);
@@ -329,6 +357,7 @@ int run(config::Config cfg, const std::string& config_path) {
       spdlog::info("metrics: serving http://{}/metrics", c.metrics.listen);
     }
   }
+  if (ha) ha->start();
   if (ctl) {
     ctl->start();
     spdlog::info("ctl: serving {} (mode {:o})", ctl->path(), c.ctl.mode);
@@ -345,6 +374,8 @@ int run(config::Config cfg, const std::string& config_path) {
   observe::sd_notify("STOPPING=1");
   metrics.reset();  // stops accepting, finishes the scrapes in progress, joins its threads
   ctl.reset();      // its thread ends with rt.stop; removes the socket
+  rt.ha = nullptr;  // nobody asks it any more (ctl and metrics are gone)
+  ha.reset();       // its thread ended with rt.stop (after telling the peer)
 
   log_counters(rt, "final counters");
   stop_ports(rt);

@@ -55,6 +55,7 @@ constexpr ArgSpec kConnFlush[] = {{"service", ArgType::kName}, {"backend", ArgTy
 constexpr ArgSpec kNeighbours[] = {{"port", ArgType::kName}};
 constexpr ArgSpec kConfigValidate[] = {{"path", ArgType::kPath, true}};
 constexpr ArgSpec kLogLevel[] = {{"level", ArgType::kLogLevel}};
+constexpr ArgSpec kHaMaintenance[] = {{"on", ArgType::kBool, true, true}};
 
 constexpr CommandSpec kCommands[] = {
     {"status", kNoArgs, false, "unit, role, uptime, version, workers, ports, peer"},
@@ -75,6 +76,9 @@ constexpr CommandSpec kCommands[] = {
     {"config.validate", kConfigValidate, false, "check a configuration file, change nothing"},
     {"config.reload", kNoArgs, true, "read the configuration file again and apply the difference"},
     {"log.level", kLogLevel, false, "show the log level, or set it (`level`)"},
+    {"ha.status", kNoArgs, false, "HA roles per group, the peer on each path, tracking, the last failovers"},
+    {"ha.failover", kNoArgs, true, "hand every group this unit is active for to the peer now"},
+    {"ha.maintenance", kHaMaintenance, true, "on: give the groups up and stay standby; off: serve again"},
 };
 
 constexpr std::array<std::string_view, 7> kLogLevels = {"trace", "debug", "info", "warn", "error", "critical", "off"};

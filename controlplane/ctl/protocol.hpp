@@ -74,6 +74,7 @@ struct ArgSpec {
   std::string_view name;
   ArgType type;
   bool required = false;
+  bool positional = false;  // tandemctl also takes it without its --name (`ha maintenance on`)
 };
 
 struct CommandSpec {

@@ -134,6 +134,44 @@ void print_human(const json& v, int indent = 0, const std::vector<std::string>& 
 
 // Some results read better reshaped: one row per backend, the configuration as the file it is,
 // only the counters that moved.
+// Roles first, then the peer per path, tracking, and the failovers an operator asks about.
+void print_ha_status(const json& r) {
+  const json peer = r.value("peer", json::object());
+  std::cout << "unit " << r.value("unit_id", 0) << (r.value("ready", false) ? " (ready)" : " (not ready: resync)")
+            << ", peer unit " << peer.value("unit_id", 0) << (peer.value("alive", false) ? " alive" : " DEAD")
+            << ", advert every " << r.value("advert_interval_ms", 0) << " ms, dead after "
+            << r.value("dead_interval_ms", 0) << " ms, preempt " << (r.value("preempt", false) ? "on" : "off") << "\n\n";
+  print_human(r["groups"], 0, {"id", "role", "priority", "effective_priority", "advertised_priority", "peer_role",
+                               "peer_priority"});
+  json paths = json::array();
+  const json p = peer.value("paths", json::object());
+  for (const auto& [name, v] : p.items()) {
+    json row = v;
+    row["path"] = name;
+    row["state"] = v.value("alarm", false) ? "ALARM (silent)" : v.value("alive", false) ? "alive" : "silent";
+    paths.push_back(row);
+  }
+  std::cout << "\n";
+  print_human(paths, 0, {"path", "state", "adverts_sent", "adverts_received"});
+  if (!r.value("tracking", json::array()).empty()) {
+    std::cout << "\n";
+    print_human(r["tracking"], 0, {"object", "ok", "weight"});
+  }
+  json refused = json::object();
+  const json errors = r.value("advert_errors", json::object());
+  for (const auto& [k, v] : errors.items())
+    if (v != 0) refused[k] = v;
+  std::cout << "\nadverts refused: " << (refused.empty() ? std::string("none") : refused.dump()) << "\n";
+  if (r.contains("last_failover") && !r["last_failover"].is_null()) {
+    const json& f = r["last_failover"];
+    std::cout << "last takeover: group " << f.value("group", 0) << " " << f.value("from", "") << " -> "
+              << f.value("to", "") << " (" << f.value("cause", "") << ")";
+    if (f.contains("detection_ms")) std::cout << ", detection " << f["detection_ms"] << " ms";
+    if (f.contains("takeover_ms")) std::cout << ", takeover " << f["takeover_ms"] << " ms";
+    std::cout << "\n";
+  }
+}
+
 void print_for_people(std::string_view cmd, const json& result) {
   if (cmd == "config.show" && result.contains("toml")) {
     std::cout << result["toml"].get<std::string>();
@@ -183,6 +221,10 @@ void print_for_people(std::string_view cmd, const json& result) {
       moved[group] = nonzero.empty() ? json("none") : nonzero;
     }
     print_human(moved);
+    return;
+  }
+  if (cmd == "ha.status" && result.contains("groups")) {
+    print_ha_status(result);
     return;
   }
   if (cmd == "neighbours" && result.contains("neighbours")) {
@@ -268,7 +310,8 @@ int main(int argc, char** argv) {
       std::string opt = "--" + std::string(a.name);
       for (auto& ch : opt)
         if (ch == '_') ch = '-';
-      auto* o = leaf->add_option(opt, values[std::string(a.name)], std::string(to_string(a.type)));
+      const std::string names = a.positional ? std::string(a.name) + "," + opt : opt;
+      auto* o = leaf->add_option(names, values[std::string(a.name)], std::string(to_string(a.type)));
       if (a.required) o->required();
     }
     leaves.emplace_back(leaf, &spec);
