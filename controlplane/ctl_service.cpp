@@ -16,6 +16,7 @@
 #include "controlplane/ctl/access.hpp"
 #include "controlplane/ctl/service_edit.hpp"
 #include "controlplane/reload.hpp"
+#include "controlplane/link_state.hpp"
 #include "controlplane/runtime.hpp"
 #include "dataplane/conntrack/conn_query.hpp"
 #include "dataplane/port.hpp"
@@ -264,7 +265,7 @@ Outcome CtlService::handle(const ctl::Request& r, const ctl::Peer& peer) {
     for (std::size_t i = 0; i < rt.ports.size(); ++i) {
       const auto& p = rt.config.ports[i];
       ports.push_back({{"name", p.name}, {"device", p.device_name()}, {"driver", rt.ports[i].driver},
-                       {"mac", rt.ports[i].mac.to_string()}, {"link", dpdk::port_link_up(rt.ports[i].port_id) ? "up" : "down"},
+                       {"mac", rt.ports[i].mac.to_string()}, {"link", port_link_up(p, rt.ports[i].port_id) ? "up" : "down"},
                        {"role", config::to_string(p.role)}, {"addresses", address_list(p.addresses())},
                        {"xdp_steering", p.xdp_steering}});
     }

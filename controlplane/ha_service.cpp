@@ -14,6 +14,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "controlplane/link_state.hpp"
 #include "controlplane/runtime.hpp"
 #include "dataplane/port.hpp"
 
@@ -241,7 +242,7 @@ void HaService::update_tracking(std::uint64_t now) {
     const std::size_t pi = static_cast<std::size_t>(port - rt_.config.ports.begin());
     switch (t.kind) {
       case config::TrackKind::kPortLink:
-        ok = pi < rt_.ports.size() && dpdk::port_link_up(rt_.ports[pi].port_id);
+        ok = pi < rt_.ports.size() && port_link_up(*port, rt_.ports[pi].port_id);
         break;
       case config::TrackKind::kGateway: {
         // Worker 0 keeps the gateway resolved: failed means its ARP probes went unanswered.

@@ -28,6 +28,7 @@
 #include "controlplane/observe/telemetry.hpp"
 #include "controlplane/reload.hpp"
 #include "controlplane/services.hpp"
+#include "controlplane/link_state.hpp"
 #include "controlplane/runtime.hpp"
 #include "dataplane/eal.hpp"
 #include "dataplane/pdump.hpp"
@@ -80,7 +81,7 @@ void control_loop(Runtime& rt, const sigset_t& signals) {
       maintain_steering(rt);
     }
     for (std::size_t i = 0; i < rt.ports.size(); ++i) {
-      const bool up = dpdk::port_link_up(rt.ports[i].port_id);
+      const bool up = port_link_up(rt.config.ports[i], rt.ports[i].port_id);
       if (up != link_up[i]) spdlog::info("port {}: link {}", rt.config.ports[i].name, up ? "up" : "down");
       link_up[i] = up;
     }
