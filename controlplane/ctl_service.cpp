@@ -1,5 +1,6 @@
 #include "controlplane/ctl_service.hpp"
 #include "controlplane/ha_service.hpp"
+#include "controlplane/health_service.hpp"
 
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 #include <spdlog/spdlog.h>
 
 #include "controlplane/config/config_diff.hpp"
+#include "controlplane/conn_queries.hpp"
 #include "controlplane/config/to_toml.hpp"
 #include "controlplane/ctl/access.hpp"
 #include "controlplane/ctl/service_edit.hpp"
@@ -30,7 +32,6 @@ using nlohmann::json;
 
 // How long a connection query may take before it is withdrawn (a worker that cannot scan its
 // table in this time is stuck, not busy: a slice of 16k entries runs every loop iteration).
-constexpr auto kQueryTimeout = std::chrono::seconds(5);
 
 std::string who(const ctl::Peer& p) {
   return "uid " + std::to_string(p.uid) + " gid " + std::to_string(p.gid) + " pid " + std::to_string(p.pid);
@@ -76,10 +77,20 @@ void add_totals(json& j, const observe::TrafficTotals& t) {
 
 // A configured service with its traffic, when the published table has it (`counters`: the
 // table's service of that name, or null).
-json service_json(const config::ServiceConfig& s, const observe::ServiceCounters* counters) {
+json service_json(const config::ServiceConfig& s, const observe::ServiceCounters* counters,
+                  const std::vector<health::BackendHealth>& health) {
   json backends = json::array();
   for (const auto& b : s.backends) {
     json j = {{"address", b.address.to_string()}, {"port", b.port}, {"weight", b.weight}, {"enabled", b.enabled}};
+    // Health: "up", "down", "unknown" (not checked yet), or "none" (no health check).
+    j["health"] = "none";
+    for (const auto& h : health)
+      if (h.service == s.name && h.address == b.address && h.port == b.port) {
+        j["health"] = h.state;
+        if (!h.last_error.empty()) j["health_error"] = h.last_error;
+        j["health_checks"] = h.checks;
+        j["health_failures"] = h.failures;
+      }
     if (counters)
       for (const auto& c : counters->backends)
         if (c.address == b.address && c.port == b.port) add_totals(j, c.totals);
@@ -131,51 +142,6 @@ QueryPlan plan_query(const Runtime& rt, const json& a) {
     }
   }
   return q;
-}
-
-struct QueryResult {
-  std::vector<std::unique_ptr<conntrack::ConnQuery>> per_worker;
-  bool timed_out = false;
-};
-
-// Runs one query per worker, each inside its worker, and waits for all of them.
-QueryResult run_query(Runtime& rt, conntrack::ConnQueryOp op, const conntrack::ConnFilter& filter, std::size_t limit) {
-  QueryResult r;
-  for (auto& w : rt.workers) {
-    auto q = std::make_unique<conntrack::ConnQuery>();
-    q->op = op;
-    q->filter = filter;
-    q->limit = limit;
-    if (op == conntrack::ConnQueryOp::kList) q->rows.reserve(limit);
-    // One query per worker at a time: another client's may still run.
-    const auto deadline = std::chrono::steady_clock::now() + kQueryTimeout;
-    while (!w->post_conn_query(q.get())) {
-      if (std::chrono::steady_clock::now() > deadline) {
-        r.timed_out = true;
-        q->done.store(true);  // never posted: nothing to wait for
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
-    r.per_worker.push_back(std::move(q));
-  }
-  const auto deadline = std::chrono::steady_clock::now() + kQueryTimeout;
-  for (std::size_t i = 0; i < r.per_worker.size(); ++i) {
-    auto& q = r.per_worker[i];
-    while (!q->done.load(std::memory_order_acquire)) {
-      if (std::chrono::steady_clock::now() > deadline) {
-        r.timed_out = true;
-        if (rt.workers[i]->cancel_conn_query(q.get())) break;
-        // Mid-slice on a worker that does not come back: it may still write to the query.
-        spdlog::error("ctl: worker {} did not finish a connection query; leaving it to the worker", i);
-        (void)q.release();
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::microseconds(200));
-    }
-  }
-  std::erase(r.per_worker, nullptr);
-  return r;
 }
 
 const char* proto_name(std::uint8_t p) { return p == 6 ? "tcp" : p == 17 ? "udp" : "other"; }
@@ -260,6 +226,9 @@ Outcome CtlService::handle(const ctl::Request& r, const ctl::Peer& peer) {
   };
 
   if (r.cmd == "status") {
+    // Before control_mutex: the HA thread takes its own lock, then control_mutex.
+    const std::string role = ha_role(rt);
+    const json ha_peer = rt.ha ? rt.ha->status()["peer"] : json(nullptr);
     std::lock_guard lock(rt.control_mutex);
     json ports = json::array();
     for (std::size_t i = 0; i < rt.ports.size(); ++i) {
@@ -280,8 +249,8 @@ Outcome CtlService::handle(const ctl::Request& r, const ctl::Peer& peer) {
     return Outcome::success(
         {{"unit", {{"id", rt.config.unit.id}, {"name", rt.config.unit.name}}},
          {"version", TANDEM_VERSION},
-         {"role", ha_role(rt)},
-         {"peer", rt.ha ? rt.ha->status()["peer"] : json(nullptr)},
+         {"role", role},
+         {"peer", ha_peer},
          {"uptime_s", std::round(up * 10) / 10},
          {"pid", ::getpid()},
          {"config", rt.config_path},
@@ -308,12 +277,13 @@ Outcome CtlService::handle(const ctl::Request& r, const ctl::Peer& peer) {
   }
 
   if (r.cmd == "services.list") {
+    const auto health = rt.health ? rt.health->snapshot() : std::vector<health::BackendHealth>{};
     std::lock_guard lock(rt.control_mutex);
     const auto counters = rt.service_counters();
     json list = json::array();
     for (const auto& s : rt.config.services) {
       const auto c = std::find_if(counters.begin(), counters.end(), [&](const auto& x) { return x.name == s.name; });
-      list.push_back(service_json(s, c == counters.end() ? nullptr : &*c));
+      list.push_back(service_json(s, c == counters.end() ? nullptr : &*c, health));
     }
     return Outcome::success({{"services", list}});
   }

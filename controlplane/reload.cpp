@@ -8,6 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include "controlplane/config/config_diff.hpp"
+#include "controlplane/health_service.hpp"
 #include "controlplane/runtime.hpp"
 #include "controlplane/services.hpp"
 
@@ -112,16 +113,18 @@ bool apply_port_addresses(Runtime& rt, std::size_t port, const std::vector<net::
   return true;
 }
 
-std::vector<config::ServiceConfig> served_services(std::vector<config::ServiceConfig> services) {
+std::vector<config::ServiceConfig> served_services(std::vector<config::ServiceConfig> services,
+                                                   const HealthService* health) {
   for (auto& s : services)
     for (auto& b : s.backends)
-      if (!b.enabled) b.weight = 0;
+      if (!b.enabled || (health && health->is_down(s.name, b.address, b.port))) b.weight = 0;
   return services;
 }
 
 bool apply_services(Runtime& rt, std::vector<config::ServiceConfig> next, std::string& error) {
-  auto table = build_service_table(served_services(next), error);
+  auto table = build_service_table(served_services(next, rt.health), error);
   if (!table) return false;
+  if (rt.health) rt.health->reconfigure(next);  // new backends checked, removed ones forgotten
   // New VIPs, local addresses and backends are served before XDP steers them; removed ones
   // stop being steered after (removed backends linger while their connections may live).
   rt.services.publish(std::move(table), *rt.rcu);

@@ -8,6 +8,8 @@
 
 namespace tandem {
 
+class HealthService;
+
 struct Runtime;
 
 // The XDP steering program's path: the configured one, else the one built beside tandemd (build
@@ -28,8 +30,10 @@ struct ReloadReport {
 // with errors changes nothing. Logs what it does. Takes control_mutex.
 ReloadReport reload_config(Runtime& rt);
 
-// The services as the workers serve them: a disabled backend has weight 0 (no new flows).
-std::vector<config::ServiceConfig> served_services(std::vector<config::ServiceConfig> services);
+// The services as the workers serve them: a disabled backend, or one its health check took
+// down, has weight 0 (no new flows).
+std::vector<config::ServiceConfig> served_services(std::vector<config::ServiceConfig> services,
+                                                   const HealthService* health = nullptr);
 
 // Publishes `next` as the running services: builds the table (Maglev included), publishes it
 // by RCU, steers what the new services need, and records `next` in rt.config. Connections

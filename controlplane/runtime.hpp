@@ -24,6 +24,7 @@ struct rte_mempool;
 namespace tandem {
 
 class HaService;
+class HealthService;
 
 struct Runtime {
   std::string config_path;
@@ -40,6 +41,7 @@ struct Runtime {
   std::vector<std::unique_ptr<xdp::Steering>> steering;  // per port; null without XDP steering
   std::unique_ptr<dpdk::HaLink> ha_link;  // with [ha]: what the HA thread shares with the workers
   HaService* ha = nullptr;                // with [ha], while it runs: status and operator requests
+  HealthService* health = nullptr;        // while it runs: backend health checks
   // Healthy backends of a service (for [[ha.track]] service = NAME): set by the health checks.
   // Unset: every enabled backend with a weight counts.
   std::function<std::uint32_t(const std::string& service)> healthy_backends;

@@ -22,6 +22,7 @@
 #include "controlplane/ctl/access.hpp"
 #include "controlplane/ctl_service.hpp"
 #include "controlplane/ha_service.hpp"
+#include "controlplane/health_service.hpp"
 #include "controlplane/observe/counters_report.hpp"
 #include "controlplane/observe/metrics_server.hpp"
 #include "controlplane/observe/sd_notify.hpp"
@@ -358,6 +359,13 @@ int run(config::Config cfg, const std::string& config_path) {
       spdlog::info("metrics: serving http://{}/metrics", c.metrics.listen);
     }
   }
+  // Health checks once the workers run: a backend found down is drained through them.
+  std::unique_ptr<HealthService> health;
+  try {
+    health = std::make_unique<HealthService>(rt);
+  } catch (const std::exception& e) {
+    spdlog::error("health: checks not running: {}", e.what());
+  }
   if (ha) ha->start();
   if (ctl) {
     ctl->start();
@@ -377,6 +385,7 @@ int run(config::Config cfg, const std::string& config_path) {
   ctl.reset();      // its thread ends with rt.stop; removes the socket
   rt.ha = nullptr;  // nobody asks it any more (ctl and metrics are gone)
   ha.reset();       // its thread ended with rt.stop (after telling the peer)
+  health.reset();   // stops the checks before the workers go
 
   log_counters(rt, "final counters");
   stop_ports(rt);

@@ -192,14 +192,20 @@ void print_for_people(std::string_view cmd, const json& result) {
         json r = row;
         r["backend"] = b.value("address", "?") + ":" + std::to_string(b.value("port", 0));
         r["weight"] = b.value("weight", 0);
-        r["state"] = !b.value("enabled", true) ? "disabled" : b.value("weight", 0) == 0 ? "drained" : "active";
+        const std::string health = b.value("health", "none");
+        r["state"] = !b.value("enabled", true) ? "disabled"
+                     : health == "down"         ? "down"
+                     : b.value("weight", 0) == 0 ? "drained"
+                                                 : "active";
+        if (health != "none") r["health"] = health;
         for (const auto& [k, v] : b.items())
-          if (k != "address" && k != "port" && k != "weight" && k != "enabled" && !v.is_structured()) r[k] = v;
+          if (k != "address" && k != "port" && k != "weight" && k != "enabled" && k != "health" && !v.is_structured())
+            r[k] = v;
         rows.push_back(r);
       }
     }
     if (rows.empty()) std::cout << "no services\n";
-    else print_human(rows, 0, {"service", "vip", "port", "proto", "mode", "backend", "weight", "state", "connections",
+    else print_human(rows, 0, {"service", "vip", "port", "proto", "mode", "backend", "weight", "state", "health", "health_error", "connections",
                           "active", "packets_in", "packets_out", "bytes_in", "bytes_out"});
     return;
   }
