@@ -148,6 +148,10 @@ void HaService::run() {
         update_tracking(now);
         next_tracking_ms_ = now + kTrackingEveryMs;
       }
+      // Everything that arrived first, then the timers: after this thread was descheduled for
+      // longer than the dead interval, the adverts waiting in the socket and the ring prove the
+      // peer alive; ticking first would declare it dead.
+      receive_sync(now);
       receive_data(now);
       node_->tick(now);
       if (now >= node_->next_advert_ms()) send_advert(now);
@@ -282,8 +286,10 @@ void HaService::apply_events(std::uint64_t now) {
       if (e.alarm.raised)
         spdlog::warn("ha: ALARM: the {} path is silent while the peer is heard on the other (no takeover)",
                      ha::to_string(e.alarm.path));
-      else
+      else if (node_->election(0).path_alive(e.alarm.path, now))
         spdlog::info("ha: the {} path hears the peer again (alarm cleared)", ha::to_string(e.alarm.path));
+      else
+        spdlog::info("ha: the {} path alarm ends: the peer is silent on both paths now", ha::to_string(e.alarm.path));
       continue;
     }
     const ha::Transition& t = e.transition;

@@ -17,6 +17,8 @@
 #include <rte_lcore.h>
 #include <rte_mempool.h>
 
+#include "controlplane/health_service.hpp"
+#include "controlplane/observe/ha_metrics.hpp"
 #include "controlplane/observe/service_metrics.hpp"
 #include "controlplane/runtime.hpp"
 
@@ -30,6 +32,10 @@ prometheus::Exposition gather_metrics(const Runtime& rt) {
   e.family("tandem_build_info", "tandemd's version; always 1.", MetricType::kGauge).add({{"version", TANDEM_VERSION}}, 1);
   const auto up = std::chrono::duration<double>(std::chrono::steady_clock::now() - rt.started).count();
   e.family("tandem_uptime_seconds", "Seconds since tandemd started.", MetricType::kGauge).add({}, up);
+
+  // Before control_mutex: the HA thread takes its own lock, then control_mutex.
+  if (rt.ha) add_ha_metrics(e, rt.ha->metrics());
+  if (rt.health) add_health_metrics(e, rt.health->snapshot());
 
   std::lock_guard lock(rt.control_mutex);
   const CounterTotals t = rt.counters();
