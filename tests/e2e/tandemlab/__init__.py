@@ -16,8 +16,8 @@ leaves nothing behind. Used by the pytest suite in tests/e2e and by scripts/demo
         print(ping(client, "10.199.1.2").received, unit.counters())
 """
 
-from .config import (BackendConfig, PortConfig, ServiceConfig, UnitConfig, af_packet, af_xdp,
-                     dumps_toml)
+from .config import (BackendConfig, FloatingAddress, HaConfig, HaGroup, HaTrack, HealthCheck,
+                     PortConfig, ServiceConfig, UnitConfig, af_packet, af_xdp, dumps_toml)
 from .lab import (Background, Lab, Netns, check_ifname, cleanup_stale, close_all_labs,
                   install_signal_handlers, leftovers, list_netns)
 from .proc import CommandError, run, wait_until
@@ -34,10 +34,13 @@ from .traffic import (ArpingResult, EchoClients, HttpBurst, LbBackend, PingResul
                       UdpSink, arping, ether_frame, expected_sha256, http_burst, inet_checksum,
                       ipip_packet, ipv4_packet, parse_arping, parse_ping, ping, send_frames,
                       static_neighbour, tcp_hash_exchange, udp_flows, udp_packet)
+from .ha import (BackendHealth, Failover, HaLab, HaStatus, HaUnit, active_unit, actives,
+                 backend_health, client_neighbour_mac, ha_lab, role, roles, status,
+                 wait_backend_health, wait_roles, watch_roles)
 
 __all__ = [
     "BackendConfig", "PortConfig", "ServiceConfig", "UnitConfig", "af_packet", "af_xdp",
-    "dumps_toml",
+    "dumps_toml", "FloatingAddress", "HaConfig", "HaGroup", "HaTrack", "HealthCheck",
     "Background", "Lab", "Netns", "check_ifname", "cleanup_stale", "close_all_labs",
     "install_signal_handlers", "leftovers", "list_netns",
     "CommandError", "run", "wait_until",
@@ -54,4 +57,7 @@ __all__ = [
     "EchoClients", "HttpBurst", "LbBackend", "http_burst", "udp_flows", "arping", "ether_frame",
     "expected_sha256", "inet_checksum", "ipip_packet", "ipv4_packet", "parse_arping",
     "parse_ping", "ping", "send_frames", "static_neighbour", "tcp_hash_exchange", "udp_packet",
+    "BackendHealth", "Failover", "HaLab", "HaStatus", "HaUnit", "active_unit", "actives",
+    "backend_health", "client_neighbour_mac", "ha_lab", "role", "roles", "status",
+    "wait_backend_health", "wait_roles", "watch_roles",
 ]

@@ -16,6 +16,14 @@ conntrack={"capacity": 65536}) -> [[service]], [[service.backend]] and [conntrac
 
 Metrics: UnitConfig(..., metrics_listen="127.0.0.1:9469") -> [metrics] listen (the Prometheus
 endpoint, inside the unit's namespace).
+
+High availability: UnitConfig(..., ha=HaConfig(priority=200, key="...", sync_listen=...,
+sync_peer=..., data_port="north0", data_peer="10.199.1.3",
+groups=[HaGroup(1, floating_addresses=[FloatingAddress("south0", "10.199.2.1/24")])],
+track=[HaTrack(link="north0")])) -> [ha], [[ha.group]], [[ha.track]]. Health checks and groups
+per service: ServiceConfig(..., group=1, on_backend_down="reset",
+health_check=HealthCheck("http", interval_ms=200, http_body="ok")) -> [service.health_check].
+Fields left None are not written (tandemd's default applies).
 """
 
 from __future__ import annotations
@@ -79,6 +87,32 @@ class BackendConfig:
 
 
 @dataclass
+class HealthCheck:
+    """[service.health_check]: type "none" | "tcp" | "http"; None fields are not written."""
+    type: str = "tcp"
+    interval_ms: int | None = 200
+    timeout_ms: int | None = 100
+    rise: int | None = 2
+    fall: int | None = 2
+    port: int | None = None          # 0 / None: the backend's port
+    http_path: str | None = None
+    http_host: str | None = None
+    http_status: int | None = None
+    http_body: str | None = None     # a string the body must contain
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"type": self.type}
+        for k in ("interval_ms", "timeout_ms", "rise", "fall", "port", "http_path", "http_host",
+                  "http_status", "http_body"):
+            v = getattr(self, k)
+            if v is not None:
+                d[k] = v
+        d.update(self.extra)
+        return d
+
+
+@dataclass
 class ServiceConfig:
     name: str
     vip: str
@@ -89,6 +123,9 @@ class ServiceConfig:
     local_addresses: list[str] = field(default_factory=list)   # fullnat only
     maglev_size: int | None = None   # prime; None: tandemd's default (65537)
     extra: dict[str, Any] = field(default_factory=dict)
+    group: int | None = None                 # HA VIP group ([[ha.group]] id); None: default (1)
+    on_backend_down: str | None = None       # "keep" | "reset"; None: tandemd's default
+    health_check: HealthCheck | None = None  # [service.health_check]
 
     def backend(self, address: str) -> BackendConfig:
         for b in self.backends:
@@ -103,9 +140,105 @@ class ServiceConfig:
             d["maglev_size"] = self.maglev_size
         if self.local_addresses:
             d["local_addresses"] = list(self.local_addresses)
+        if self.group is not None:
+            d["group"] = self.group
+        if self.on_backend_down is not None:
+            d["on_backend_down"] = self.on_backend_down
+        if self.health_check is not None:
+            d["health_check"] = self.health_check.to_dict()
         d.update(self.extra)
         if self.backends:
             d["backend"] = [b.to_dict() for b in self.backends]
+        return d
+
+
+@dataclass
+class FloatingAddress:
+    """An address that moves with an HA group: the active unit answers ARP for it on `port`."""
+    port: str                        # a [[port]] name
+    address: str                     # CIDR, e.g. "10.199.2.1/24"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"port": self.port, "address": self.address}
+
+
+@dataclass
+class HaGroup:
+    """[[ha.group]]: a VIP group (1..63) with this unit's priority (None: [ha] priority)."""
+    id: int = 1
+    priority: int | None = None
+    floating_addresses: list[FloatingAddress] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"id": self.id}
+        if self.priority is not None:
+            d["priority"] = self.priority
+        if self.floating_addresses:
+            d["floating_addresses"] = [f.to_dict() for f in self.floating_addresses]
+        d.update(self.extra)
+        return d
+
+
+@dataclass
+class HaTrack:
+    """[[ha.track]]: exactly one of link=PORT, gateway=PORT, service=NAME (+ min_healthy);
+    weight 0: the unit cannot serve while the object fails, N: its priority drops by N."""
+    link: str | None = None
+    gateway: str | None = None
+    service: str | None = None
+    min_healthy: int | None = None
+    weight: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {}
+        for k in ("link", "gateway", "service", "min_healthy"):
+            v = getattr(self, k)
+            if v is not None:
+                d[k] = v
+        d["weight"] = self.weight
+        return d
+
+
+@dataclass
+class HaConfig:
+    """[ha] (written only when UnitConfig.ha is set). None fields are not written."""
+    priority: int | None = 100
+    preempt: bool | None = False
+    advert_interval_ms: int | None = 10
+    dead_intervals: int | None = 3
+    hold_down_ms: int | None = 1000
+    key: str | None = None           # the pre-shared HMAC key (16+ bytes), or key_file
+    key_file: str | None = None
+    sync_listen: str | None = None   # "ADDRESS:PORT" of this unit on the sync link
+    sync_peer: str | None = None
+    data_port: str | None = None     # the [[port]] the fast path sends adverts from
+    data_peer: str | None = None     # the peer's address on that port's network
+    data_udp_port: int | None = None
+    garp_count: int | None = None
+    garp_interval_ms: int | None = None
+    groups: list[HaGroup] = field(default_factory=list)
+    track: list[HaTrack] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    SCALARS = ("priority", "preempt", "advert_interval_ms", "dead_intervals", "hold_down_ms",
+               "key", "key_file", "sync_listen", "sync_peer", "data_port", "data_peer",
+               "data_udp_port", "garp_count", "garp_interval_ms")
+
+    def dead_ms(self) -> int:
+        return (self.advert_interval_ms or 10) * (self.dead_intervals or 3)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {}
+        for k in self.SCALARS:
+            v = getattr(self, k)
+            if v is not None:
+                d[k] = v
+        d.update(self.extra)
+        if self.groups:
+            d["group"] = [g.to_dict() for g in self.groups]
+        if self.track:
+            d["track"] = [t.to_dict() for t in self.track]
         return d
 
 
@@ -142,6 +275,8 @@ class UnitConfig:
     # [ctl] socket (written only when set; Tandemd sets one in the lab's workdir, so that units
     # never share the default /run/tandem/tandemd.sock). "" disables the ctl socket.
     ctl_socket: str | None = None
+    # [ha] with [[ha.group]] and [[ha.track]] (written only when set)
+    ha: HaConfig | None = None
     # anything else: {section: {key: value}} merged over the above
     extra: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -169,6 +304,8 @@ class UnitConfig:
             d["metrics"] = {"listen": self.metrics_listen}
         if self.ctl_socket is not None:
             d["ctl"] = {"socket": self.ctl_socket}
+        if self.ha is not None:
+            d["ha"] = self.ha.to_dict()
         for section, values in self.extra.items():
             if isinstance(values, dict) and isinstance(d.get(section), dict):
                 d[section].update(values)

@@ -1,0 +1,352 @@
+"""End-to-end tests of high availability: two tandemd units, active/standby, one VIP group.
+
+Topology (tandemlab.ha_lab, see tandemlab/ha.py): a client and both units' north ports on one
+bridge (the VIP N.100 is in the client's subnet, so the client ARPs for it and the active unit
+answers), both units' south ports and three backends on another (the backends' default route is
+the floating gateway S.1, an address of group 1), and a sync veth between the units (kernel
+addresses, adverts over UDP). Adverts also go over the north network from the fast path.
+Unit A (id 1) is started first and becomes active; unit B (id 2) then starts as standby.
+
+  - kill -9 of the active: the standby takes over within a second (detection and takeover times
+    from its `ha status` are printed: pytest -s), the client's ARP entry for the VIP moves to B
+    by gratuitous ARP, and new HTTP connections through the VIP are answered by the backends;
+  - the sync link cut: both units raise the sync-path alarm, nobody takes over, traffic flows;
+    restored: the alarms clear;
+  - the active's north link cut, with [[ha.track]] link = "north0": the standby takes over;
+  - a partition on both paths, then healed: exactly one active again within 2 s, and it stays;
+  - preemption (A 200, B 100): off, a restarted A stays standby; on, it takes over again after
+    the hold-down;
+  - `ha maintenance on|off` and `ha failover`, refused when the peer is down.
+
+Every role and alarm is read through tandemlab.ha.HaStatus (the one reader of `ha status`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+import tomllib
+
+import pytest
+
+import tandemlab as tl
+from tandemlab import ha as hal
+
+_ranges = itertools.count()
+GARP_COUNT, GARP_INTERVAL_MS = 3, 100          # tandemd's defaults (not written in the config)
+
+
+@pytest.fixture
+def nets():
+    """The north, south and sync subnets ("10.199.x") of one ha_lab."""
+    base = 120 + 3 * (next(_ranges) % 10)
+    return {"subnet_n": f"10.199.{base}", "subnet_s": f"10.199.{base + 1}",
+            "subnet_sync": f"10.199.{base + 2}"}
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+def http_ok(t: hal.HaLab, n: int = 30, tag: str = "req") -> tl.HttpBurst:
+    """n HTTP connections from the client to VIP:80: every one answered by a backend."""
+    burst = tl.http_burst(t.client, t.vip, hal.WEB, n, threads=6, timeout=3.0, budget=25.0,
+                          tag=tag)
+    assert len(burst.ok) == n, (f"{len(burst.ok)}/{n} HTTP requests to the VIP succeeded; "
+                                f"failures: {burst.failed[:5]}")
+    assert set(burst.by_backend()) <= set(t.servers), burst.by_backend()
+    return burst
+
+
+def one_active_for(t: hal.HaLab, seconds: float, want: dict[str, str]) -> list:
+    """Sample both units' roles for `seconds`: every sample must be exactly `want`."""
+    samples = hal.watch_roles(t, seconds, interval=0.05)
+    assert samples, "no samples"
+    bad = [(at, r) for at, r in samples if r != want]
+    assert not bad, f"roles left {want} within {seconds}s: {bad[:10]}"
+    return samples
+
+
+def unit_mac(t: hal.HaLab, mac: str | None) -> str:
+    return f"{mac} ({t.key_of_mac(mac) or 'neither unit'})"
+
+
+# --- tests ----------------------------------------------------------------------------------------
+
+@pytest.mark.offline
+def test_ha_config_toml():
+    cfg = tl.UnitConfig(name="tandem-a", ports=[tl.PortConfig("north0", "x", "10.199.1.2/24")],
+                        ha=tl.HaConfig(priority=200, preempt=True, key="k" * 20,
+                                       sync_listen="10.199.9.1:8693",
+                                       sync_peer="10.199.9.2:8693", data_port="north0",
+                                       data_peer="10.199.1.3", garp_count=3,
+                                       groups=[tl.HaGroup(1, priority=150, floating_addresses=[
+                                           tl.FloatingAddress("south0", "10.199.2.1/24")])],
+                                       track=[tl.HaTrack(link="north0"),
+                                              tl.HaTrack(service="web", min_healthy=2,
+                                                         weight=50)]),
+                        services=[tl.ServiceConfig("web", "10.199.1.100", group=1,
+                                                   on_backend_down="reset")])
+    d = tomllib.loads(cfg.to_toml())
+    assert d["ha"] == {
+        "priority": 200, "preempt": True, "advert_interval_ms": 10, "dead_intervals": 3,
+        "hold_down_ms": 1000, "key": "k" * 20, "sync_listen": "10.199.9.1:8693",
+        "sync_peer": "10.199.9.2:8693", "data_port": "north0", "data_peer": "10.199.1.3",
+        "garp_count": 3,
+        "group": [{"id": 1, "priority": 150,
+                   "floating_addresses": [{"port": "south0", "address": "10.199.2.1/24"}]}],
+        "track": [{"link": "north0", "weight": 0},
+                  {"service": "web", "min_healthy": 2, "weight": 50}]}
+    assert d["service"][0]["group"] == 1 and d["service"][0]["on_backend_down"] == "reset"
+    assert "ha" not in tomllib.loads(tl.UnitConfig().to_toml())
+
+
+@pytest.mark.offline
+def test_ha_status_reader():
+    s = hal.HaStatus({
+        "enabled": True, "unit_id": 2, "ready": True,
+        "peer": {"unit_id": 1, "alive": True,
+                 "paths": {"sync": {"alive": False, "alarm": True},
+                           "data": {"alive": True, "alarm": False}}},
+        "groups": [{"id": 1, "role": "active", "priority": 200, "effective_priority": 200,
+                    "advertised_priority": 200}],
+        "tracking": [{"object": "link north0", "ok": False}],
+        "last_failover": {"group": 1, "cause": "peer_dead", "from": "standby", "to": "active",
+                          "detection_ms": 31, "takeover_ms": 2},
+        "transitions": [{"group": 1, "from": "init", "to": "active",
+                         "cause": "no_peer_at_start"}]})
+    assert s.role() == "active" and s.priority() == 200 and not s.maintenance()
+    assert s.peer_alive and s.alarm("sync") and not s.alarm("data")
+    assert not s.path_alive("sync") and s.path_alive("data")
+    assert s.tracking_ok("north0") is False and s.tracking_ok("south0") is None
+    fo = s.last_failover
+    assert (fo.cause, fo.from_role, fo.to_role, fo.detection_ms, fo.takeover_ms) == \
+        ("peer_dead", "standby", "active", 31, 2)
+    assert s.causes() == ["no_peer_at_start"]
+    assert hal.HaStatus({"groups": []}).last_failover is None
+    with pytest.raises(LookupError):
+        s.role(2)
+
+
+@pytest.mark.lab_only
+def test_ha_lab_topology(nets):
+    """ha_lab without tandemd: the kernel parts are wired as drawn, and close() removes all."""
+    lab = tl.Lab()
+    try:
+        t = hal.ha_lab(lab, start=False, servers=False, **nets)
+        assert t.client.ipv4_addresses(t.client_if) == [f"{t.client_ip}/24"]
+        for k, u in t.units.items():
+            assert u.ns.ipv4_addresses(u.south_if) == [f"{u.kernel_ip}/24"]
+            assert u.ns.ipv4_addresses(u.sync_if) == [f"{u.sync_ip}/30"]
+            assert u.ns.ipv4_addresses(u.north_if) == []       # tandemd's address only
+            assert tl.ping(u.ns, t.other(k).sync_ip, count=1).received == 1
+            for h in t.backends:
+                assert tl.ping(h.ns, u.kernel_ip, count=1).received == 1
+            c = tomllib.loads(u.unit.config_path.read_text())
+            assert c["ha"]["sync_listen"] == f"{u.sync_ip}:{hal.SYNC_PORT}"
+            assert c["ha"]["sync_peer"] == f"{t.other(k).sync_ip}:{hal.SYNC_PORT}"
+            assert c["ha"]["data_peer"] == t.other(k).north_ip
+            assert c["ha"]["group"][0]["floating_addresses"] == \
+                [{"port": "south0", "address": f"{t.floating_ip}/24"}]
+        for h in t.backends:
+            assert h.ns.ip_json("route", "show", "default")[0]["gateway"] == t.floating_ip
+        assert len({t.a.north_mac, t.b.north_mac, t.client_mac}) == 3
+    finally:
+        lab_id = lab.id
+        assert lab.close() == []
+        assert tl.leftovers(lab_id) == []
+
+
+def test_both_paths_come_up_without_other_traffic(lab, nets):
+    """Two units alone (nobody else sends them a frame) hear each other on both paths: the
+    fast path resolves its peer's MAC and its adverts reach the peer."""
+    t = hal.ha_lab(lab, warm=False, settle=False, servers=False, **nets)
+    hal.wait_paths(t, timeout=3.0)
+
+
+def test_kill_active_standby_takes_over(lab, nets):
+    t = hal.ha_lab(lab, **nets)
+    ha = t.a.ha
+    http_ok(t, 20, tag="before")
+    assert hal.client_neighbour_mac(t) == t.a.north_mac, unit_mac(t, hal.client_neighbour_mac(t))
+    s = hal.status(t.b)
+    assert s.peer_alive and s.path_alive("sync") and s.path_alive("data"), s
+    # Only the active unit answers ARP for the VIP (north) and the floating gateway (south).
+    r = tl.arping(t.client, t.client_if, t.vip, count=2)
+    assert r.received >= 1 and set(r.reply_macs) == {t.a.north_mac}, r.output
+    h = t.backends[0]
+    r = tl.arping(h.ns, h.ifname, t.floating_ip, count=2)
+    assert r.received >= 1 and set(r.reply_macs) == {t.a.south_mac}, r.output
+
+    watch = hal.ArpWatch(t.client, t.client_if, log_name="arpwatch-client")
+    t0 = time.monotonic()
+    t.a.kill()
+    st = hal.wait_roles(t, {"b": "active"}, timeout=3.0, interval=0.01)["b"]
+    elapsed = time.monotonic() - t0
+    # The client has sent nothing since: only B's gratuitous ARP can move its entry.
+    tl.wait_until(lambda: hal.client_neighbour_mac(t) == t.b.north_mac, timeout=1.5,
+                  interval=0.02, what="the client's ARP entry for the VIP to be B's north MAC")
+    fo = hal.status(t.b).last_failover
+    print(f"\nfailover A -> B: B active {elapsed * 1000:.0f} ms after kill -9 (seen over ctl); "
+          f"B's last_failover: {fo.raw if fo else None}")
+    assert elapsed < 1.0, f"B became active only {elapsed:.3f}s after A was killed"
+    assert fo is not None, f"B reports no last_failover: {st.raw}"
+    assert fo.cause == "peer_dead" and fo.to_role == "active", fo.raw
+    assert fo.detection_ms is not None and fo.takeover_ms is not None, fo.raw
+    assert fo.detection_ms <= ha.dead_ms() + 3 * ha.advert_interval_ms, fo.raw
+    assert fo.takeover_ms < 1000, fo.raw
+    assert not hal.status(t.b).peer_alive
+    # garp_count gratuitous ARPs for the VIP from B's north port, garp_interval_ms apart.
+    count, interval = GARP_COUNT, GARP_INTERVAL_MS / 1000
+    garps = tl.wait_until(lambda: (lambda g: g if len(g) >= count else None)(
+        watch.gratuitous(t.vip, since=t0)), timeout=count * interval + 1.5, interval=0.05,
+        what=f"{count} gratuitous ARPs for the VIP")
+    gaps = [round(b["t"] - a["t"], 3) for a, b in zip(garps, garps[1:])]
+    print(f"gratuitous ARPs for the VIP at +{[round(g['t'] - t0, 3) for g in garps]} s")
+    assert {g["sender_mac"] for g in garps} == {t.b.north_mac}, garps
+    assert len(garps) == count, garps
+    assert all(interval * 0.5 <= g <= interval * 3 for g in gaps), gaps
+
+    burst = http_ok(t, 30, tag="after")
+    print(f"after the failover: {burst.by_backend()}")
+    r = tl.arping(h.ns, h.ifname, t.floating_ip, count=2)
+    assert r.received >= 1 and set(r.reply_macs) == {t.b.south_mac}, r.output
+
+
+def test_sync_link_cut_raises_alarm_without_takeover(lab, nets):
+    t = hal.ha_lab(lab, **nets)
+    want = {"a": "active", "b": "standby"}
+    t.a.link_down("sync")
+
+    def alarms():
+        st = {k: hal.status(u) for k, u in t.units.items()}
+        return st if all(s.alarm("sync") for s in st.values()) else None
+    st = tl.wait_until(alarms, timeout=2.0, interval=0.05, what="the sync-path alarm on both units")
+    for k, s in st.items():
+        assert s.peer_alive and s.path_alive("data") and not s.alarm("data"), (k, s.raw)
+        assert not s.path_alive("sync"), (k, s.raw)
+    one_active_for(t, 1.5, want)
+    http_ok(t, 30, tag="sync-cut")
+
+    t.a.link_up("sync")
+
+    def cleared():
+        st = {k: hal.status(u) for k, u in t.units.items()}
+        return st if not any(s.alarm("sync") or s.alarm("data") for s in st.values()) else None
+    st = tl.wait_until(cleared, timeout=3.0, interval=0.05, what="the alarms to clear")
+    for k, s in st.items():
+        assert s.path_alive("sync") and s.path_alive("data"), (k, s.raw)
+    one_active_for(t, 0.5, want)
+    http_ok(t, 10, tag="restored")
+
+
+def test_tracked_north_link_down_hands_over(lab, nets):
+    t = hal.ha_lab(lab, track=[tl.HaTrack(link="north0", weight=0)], **nets)
+    http_ok(t, 10, tag="before")
+    assert hal.status(t.a).tracking_ok("north0") is True, hal.status(t.a).raw
+
+    t.a.link_down("north")
+    hal.wait_roles(t, {"b": "active"}, timeout=3.0)
+    # last_failover is written once the takeover is complete (the first gratuitous ARPs out).
+    st = tl.wait_until(lambda: (lambda s: s if s.last_failover else None)(hal.status(t.b)),
+                       timeout=1.0, interval=0.02, what="B's last_failover")
+    sa = tl.wait_until(lambda: (lambda s: s if s.role() != "active" else None)(hal.status(t.a)),
+                       timeout=2.0, interval=0.05, what="A to give up the group")
+    print(f"\nA: role {sa.role()}, tracking {sa.tracking}, effective priority "
+          f"{sa.effective_priority()}; B's last_failover {st.last_failover}")
+    assert sa.tracking_ok("north0") is False, sa.raw
+    fo = st.last_failover
+    assert fo is not None and fo.to_role == "active", st.raw
+    assert fo.cause != "peer_dead", f"the sync link still heard A: {fo.raw}"
+    tl.wait_until(lambda: hal.client_neighbour_mac(t) == t.b.north_mac, timeout=1.5,
+                  interval=0.02, what="the client's ARP entry for the VIP to be B's north MAC")
+    http_ok(t, 30, tag="via-b")
+    assert hal.client_neighbour_mac(t) == t.b.north_mac
+
+
+def test_partition_then_heal_leaves_one_active(lab, nets):
+    t = hal.ha_lab(lab, **nets)
+    t.a.link_down("sync")
+    t.a.link_down("north")
+    hal.wait_roles(t, {"b": "active"}, timeout=2.0)
+    # A hears nobody either: it keeps the group on its side of the partition.
+    assert hal.role(t.a) == "active", hal.status(t.a).raw
+    http_ok(t, 10, tag="partitioned")
+
+    t.a.link_up("sync")
+    t.a.link_up("north")
+    t0 = time.monotonic()
+    tl.wait_until(lambda: len(hal.actives(t)) == 1, timeout=2.0, interval=0.02,
+                  what="exactly one active unit after the heal")
+    healed = time.monotonic() - t0
+    winner = hal.active_unit(t)
+    loser = "a" if winner == "b" else "b"
+    print(f"\nhealed: {winner} active {healed * 1000:.0f} ms after the links came back; "
+          f"A: {hal.status(t.a).transitions[-3:]}")
+    # Equal priorities: the higher unit id (B) wins a dual-active meeting.
+    assert winner == "b", hal.roles(t)
+    one_active_for(t, 1.5, {winner: "active", loser: "standby"})
+    http_ok(t, 20, tag="healed")
+
+
+@pytest.mark.parametrize("preempt", [False, True], ids=["preempt_off", "preempt_on"])
+def test_preemption_after_restart(lab, nets, preempt):
+    hold_down_ms = 1000
+    t = hal.ha_lab(lab, ha={"preempt": preempt, "hold_down_ms": hold_down_ms},
+                   ha_a={"priority": 200}, ha_b={"priority": 100}, **nets)
+    assert hal.status(t.a).priority() == 200 and hal.status(t.b).priority() == 100
+    http_ok(t, 10, tag="a-first")        # the client now has an ARP entry for the VIP
+    t.a.kill()
+    hal.wait_roles(t, {"b": "active"}, timeout=2.0)
+    tl.wait_until(lambda: hal.client_neighbour_mac(t) == t.b.north_mac, timeout=1.5,
+                  interval=0.02, what="the client's ARP entry for the VIP to be B's")
+
+    t.a.start()
+    started = time.monotonic()
+    hal.warm_neighbours(t)
+    if not preempt:
+        hal.wait_roles(t, {"a": "standby", "b": "active"}, timeout=3.0)
+        one_active_for(t, hold_down_ms / 1000 + 1.0, {"a": "standby", "b": "active"})
+        http_ok(t, 20, tag="b-kept")
+        return
+    st = hal.wait_roles(t, {"a": "active", "b": "standby"}, timeout=hold_down_ms / 1000 + 4.0)
+    took = time.monotonic() - started
+    print(f"\npreempt: A active {took * 1000:.0f} ms after its restart; A's transitions "
+          f"{st['a'].transitions}")
+    assert "preempt" in st["a"].causes(), st["a"].raw
+    one_active_for(t, 1.0, {"a": "active", "b": "standby"})
+    tl.wait_until(lambda: hal.client_neighbour_mac(t) == t.a.north_mac, timeout=1.5,
+                  interval=0.02, what="the client's ARP entry for the VIP to be A's")
+    http_ok(t, 20, tag="a-back")
+
+
+def test_maintenance_and_manual_failover(lab, nets):
+    t = hal.ha_lab(lab, **nets)
+    t.a.ctl("ha", "maintenance", "on")
+    st = hal.wait_roles(t, {"a": "maintenance", "b": "active"}, timeout=3.0)
+    assert st["a"].maintenance(), st["a"].raw
+    one_active_for(t, 1.0, {"a": "maintenance", "b": "active"})
+    http_ok(t, 10, tag="maintenance")
+
+    t.a.ctl("ha", "maintenance", "off")
+    st = hal.wait_roles(t, {"a": "standby", "b": "active"}, timeout=3.0)
+    assert not st["a"].maintenance(), st["a"].raw
+    one_active_for(t, 1.5, {"a": "standby", "b": "active"})     # preempt off: B keeps it
+
+    t.b.ctl("ha", "failover")
+    hal.wait_roles(t, {"a": "active", "b": "standby"}, timeout=3.0)
+    fo = hal.status(t.a).last_failover
+    print(f"\nmanual failover B -> A: A's last_failover {fo.raw if fo else None}")
+    tl.wait_until(lambda: hal.client_neighbour_mac(t) == t.a.north_mac, timeout=1.5,
+                  interval=0.02, what="the client's ARP entry for the VIP to be A's")
+    http_ok(t, 20, tag="manual")
+
+    # With the peer gone there is nobody to hand over to: refused, and A keeps the group.
+    t.b.kill()
+    tl.wait_until(lambda: not hal.status(t.a).peer_alive, timeout=2.0, interval=0.02,
+                  what="A to see B dead")
+    with pytest.raises(tl.CtlError) as e:
+        t.a.ctl("ha", "failover")
+    text = f"{e.value.stderr} {e.value.stdout}"
+    print(f"failover with the peer down: exit {e.value.code}: {text.strip()}")
+    assert e.value.code != 0 and "peer" in text.lower(), text
+    assert hal.role(t.a) == "active"
+    http_ok(t, 10, tag="alone")
