@@ -90,7 +90,12 @@ void Election::update_alarms(Step& s, std::uint64_t now_ms) {
     // has been heard for a dead interval on the other one: a sync link cabled wrong is worth an
     // alarm, the first adverts of a starting peer (one path before the other) are not.
     const bool never = !last_heard_[i] && first_heard_ && now_ms < *first_heard_ + config_.dead_ms();
-    const bool raised = any && !path_alive(p, now_ms) && !never;
+    // Only once the other path has brought an advert after this one fell silent: a peer that
+    // dies falls silent on both paths a millisecond apart, which is no alarm but a failover.
+    const auto& other = last_heard_[1 - i];
+    const std::uint64_t expired = last_heard_[i] ? *last_heard_[i] + config_.dead_ms() : 0;
+    const bool heard_since = other && *other >= expired;
+    const bool raised = any && !path_alive(p, now_ms) && !never && (alarm_[i] || heard_since);
     if (raised != alarm_[i]) {
       alarm_[i] = raised;
       s.alarms.push_back({p, raised, now_ms});

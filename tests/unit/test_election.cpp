@@ -116,8 +116,8 @@ TEST(Election, BothPathsSilentForTheDeadIntervalIsATakeoverWithItsDetectionTime)
   EXPECT_EQ(e.next_deadline_ms(7), 1 + kDead) << "the sync path falls silent first";
   const auto first = e.on_tick(1 + kDead);
   EXPECT_FALSE(first.transition);
-  ASSERT_EQ(first.alarms.size(), 1u);
-  EXPECT_EQ(first.alarms[0].path, Path::kSync);
+  // The data path has brought nothing since the sync path fell silent: not (yet) an alarm.
+  EXPECT_TRUE(first.alarms.empty()) << "a peer dying falls silent on both paths a few ms apart";
   EXPECT_EQ(e.next_deadline_ms(1 + kDead), 7 + kDead);
   EXPECT_FALSE(e.on_tick(7 + kDead - 1).transition);
   const auto s = e.on_tick(7 + kDead);
@@ -127,6 +127,29 @@ TEST(Election, BothPathsSilentForTheDeadIntervalIsATakeoverWithItsDetectionTime)
   EXPECT_EQ(s.transition->silent_ms, kDead);
   EXPECT_FALSE(e.alarm(Path::kSync)) << "a dead peer is a failover, not a path alarm";
   EXPECT_FALSE(e.alarm(Path::kData));
+}
+
+TEST(Election, OnePathSilentIsAnAlarmOnceTheOtherBringsAnAdvertAfterIt) {
+  Election e(config(1, 100), 0);
+  e.on_advert(Path::kSync, advert(2, 200, Role::kActive), 1);
+  e.on_advert(Path::kData, advert(2, 200, Role::kActive), 1);
+  // The sync path falls silent; the data path goes on every interval.
+  std::uint64_t raised_at = 0;
+  for (std::uint64_t t = 11; t <= 101; t += kInterval) {
+    const auto s = e.on_advert(Path::kData, advert(2, 200, Role::kActive), t);
+    EXPECT_FALSE(s.transition) << t;
+    for (const auto& a : s.alarms)
+      if (a.raised && a.path == Path::kSync && raised_at == 0) raised_at = t;
+  }
+  // Expired at 1 + kDead = 31: the first data advert at or after it raises the alarm.
+  EXPECT_EQ(raised_at, 31u);
+  EXPECT_TRUE(e.alarm(Path::kSync));
+  EXPECT_FALSE(e.alarm(Path::kData));
+  // Heard again on sync: cleared.
+  const auto s = e.on_advert(Path::kSync, advert(2, 200, Role::kActive), 105);
+  ASSERT_EQ(s.alarms.size(), 1u);
+  EXPECT_FALSE(s.alarms[0].raised);
+  EXPECT_EQ(e.role(), Role::kStandby);
 }
 
 TEST(Election, TwoActivesKeepTheBetterOne) {
