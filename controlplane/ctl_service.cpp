@@ -288,6 +288,41 @@ Outcome CtlService::handle(const ctl::Request& r, const ctl::Peer& peer) {
     return Outcome::success({{"services", list}});
   }
 
+  if (r.cmd == "backends") {
+    const auto health = rt.health ? rt.health->snapshot() : std::vector<health::BackendHealth>{};
+    std::lock_guard lock(rt.control_mutex);
+    const std::string only = a.value("service", "");
+    if (!only.empty() && std::none_of(rt.config.services.begin(), rt.config.services.end(),
+                                      [&](const auto& s) { return s.name == only; }))
+      return Outcome::failure(ErrorCode::kNotFound, "no service named " + only);
+    json rows = json::array();
+    for (const auto& s : rt.config.services) {
+      if (!only.empty() && s.name != only) continue;
+      for (const auto& b : s.backends) {
+        const bool down = rt.health && rt.health->is_down(s.name, b.address, b.port);
+        json row = {{"service", s.name},
+                    {"backend", b.address.to_string() + ":" + std::to_string(b.port)},
+                    {"weight", b.weight},
+                    {"state", !b.enabled ? "disabled" : down ? "down" : b.weight == 0 ? "drained" : "active"},
+                    {"health", "none"}};
+        for (const auto& h : health)
+          if (h.service == s.name && h.address == b.address && h.port == b.port) {
+            row["health"] = h.state;
+            row["last_error"] = h.last_error;
+            row["check"] = std::string(config::to_string(s.health_check.type)) + ":" + std::to_string(h.check_port);
+            row["checks"] = h.checks;
+            row["failures"] = h.failures;
+            row["consecutive_ok"] = h.consecutive_ok;
+            row["consecutive_fail"] = h.consecutive_fail;
+            row["last_check_ms"] = h.last_duration_ms;
+            row["since_change_ms"] = h.ms_since_change;
+          }
+        rows.push_back(std::move(row));
+      }
+    }
+    return Outcome::success({{"backends", rows}});
+  }
+
   if (ctl::is_service_edit(r.cmd)) {
     std::lock_guard lock(rt.control_mutex);
     auto next = rt.config.services;

@@ -55,11 +55,13 @@ constexpr ArgSpec kConnFlush[] = {{"service", ArgType::kName}, {"backend", ArgTy
 constexpr ArgSpec kNeighbours[] = {{"port", ArgType::kName}};
 constexpr ArgSpec kConfigValidate[] = {{"path", ArgType::kPath, true}};
 constexpr ArgSpec kLogLevel[] = {{"level", ArgType::kLogLevel}};
+constexpr ArgSpec kBackendsArgs[] = {{"service", ArgType::kName}};
 constexpr ArgSpec kHaMaintenance[] = {{"on", ArgType::kBool, true, true}};
 
 constexpr CommandSpec kCommands[] = {
     {"status", kNoArgs, false, "unit, role, uptime, version, workers, ports, peer"},
     {"services.list", kNoArgs, false, "every service with its backends and weights"},
+    {"backends", kBackendsArgs, false, "every backend (of one service): weight, state, health and its last error"},
     {"service.add", kServiceAdd, true, "add a service (then its backends with backend.add)"},
     {"service.delete", kServiceName, true, "delete a service; its connections expire"},
     {"service.set", kServiceSet, true, "change a service's Maglev table size or local addresses"},

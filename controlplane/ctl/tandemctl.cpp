@@ -229,6 +229,14 @@ void print_for_people(std::string_view cmd, const json& result) {
     print_human(moved);
     return;
   }
+  if (cmd == "backends" && result.contains("backends")) {
+    if (result["backends"].empty()) std::cout << "no backends\n";
+    else
+      print_human(result["backends"], 0,
+                  {"service", "backend", "weight", "state", "health", "last_error", "check", "checks", "failures",
+                   "consecutive_ok", "consecutive_fail", "last_check_ms", "since_change_ms"});
+    return;
+  }
   if (cmd == "ha.status" && result.contains("groups")) {
     print_ha_status(result);
     return;
