@@ -16,7 +16,16 @@ Unit A (id 1) is started first and becomes active; unit B (id 2) then starts as 
   - a partition on both paths, then healed: exactly one active again within 2 s, and it stays;
   - preemption (A 200, B 100): off, a restarted A stays standby; on, it takes over again after
     the hold-down;
-  - `ha maintenance on|off` and `ha failover`, refused when the peer is down.
+  - `ha maintenance on|off` and `ha failover`, refused when the peer is down;
+  - [[ha.track]] service = "web", min_healthy = 3 with checks on a separate port: only A's checks
+    of one backend dropped (iptables in the backend) -> A cannot serve, B takes over
+    (peer_yielded) while it still sees all three; the rule removed, A's tracking is ok again and
+    B keeps the group (preempt off);
+  - [[ha.track]] gateway = "north0" (the client as north gateway): the north bridge drops the
+    gateway's ARP towards A only (ebtables) -> A's entry expires, B takes over; back afterwards;
+  - /metrics of both units parsed strictly (test_metrics.parse_exposition): one active, both
+    paths alive, adverts received growing; after kill -9 of the active the survivor counts one
+    peer_dead transition, with detection and takeover times equal to its `ha status`.
 
 Every role and alarm is read through tandemlab.ha.HaStatus (the one reader of `ha status`).
 """
@@ -350,3 +359,225 @@ def test_maintenance_and_manual_failover(lab, nets):
     assert e.value.code != 0 and "peer" in text.lower(), text
     assert hal.role(t.a) == "active"
     http_ok(t, 10, tag="alone")
+
+
+# --- tracking a service's pool and the north gateway; /metrics of both units -------------------
+
+CHECK = 8081                     # health checks go to a separate server on every backend
+CHECK_INTERVAL_MS, CHECK_TIMEOUT_MS, RISE, FALL = 200, 100, 2, 2
+
+
+def health_of(t: hal.HaLab, key: str, service: str = "web") -> dict[str, str]:
+    """{backend name: health} of every backend of `service` as unit `key` sees it."""
+    return {h.name: hal.backend_health(t.unit(key), service, h.ip).health for h in t.backends}
+
+
+def wait_health(t: hal.HaLab, key: str, want: dict[str, str], timeout: float,
+                service: str = "web") -> dict[str, str]:
+    last: dict = {}
+
+    def ok():
+        got = health_of(t, key, service)
+        last.update(got)
+        return got if all(got[n] == w for n, w in want.items()) else None
+    try:
+        return tl.wait_until(ok, timeout=timeout, interval=0.05,
+                             what=f"unit {key}: backends of {service} {want}")
+    except TimeoutError as e:
+        raise TimeoutError(f"{e}; last seen: {last}") from None
+
+
+def wait_status(u: hal.HaUnit, pred, what: str, timeout: float) -> hal.HaStatus:
+    return tl.wait_until(lambda: (lambda s: s if pred(s) else None)(hal.status(u)),
+                         timeout=timeout, interval=0.02, what=f"{u.name}: {what}")
+
+
+def test_tracked_pool_seen_unhealthy_by_one_unit_hands_over(lab, nets):
+    """[[ha.track]] service = "web", min_healthy = 3 on both units, checks on a separate port.
+    Only A's checks of one backend are dropped (iptables in that backend: A's kernel address to
+    the check port): A sees 2 healthy < 3 and cannot serve, so B takes over (peer_yielded) while
+    B still sees all 3; traffic flows through B to all three. The rule removed, A's pool and
+    tracking recover, and (preempt off) B keeps the group."""
+    vip = f"{nets['subnet_n']}.{hal.VIP_HOST}"
+    services = hal.default_services(vip, nets["subnet_s"], 3)
+    services[0].health_check = tl.HealthCheck("tcp", interval_ms=CHECK_INTERVAL_MS,
+                                              timeout_ms=CHECK_TIMEOUT_MS, rise=RISE, fall=FALL,
+                                              port=CHECK)
+    t = hal.ha_lab(lab, services=services, check_port=CHECK,
+                   track=[tl.HaTrack(service="web", min_healthy=3, weight=0)], **nets)
+    all_up = {h.name: "up" for h in t.backends}
+    settle = (RISE + 1) * CHECK_INTERVAL_MS / 1000 + 3.0
+    for k in t.units:
+        wait_health(t, k, all_up, timeout=settle)
+        s = hal.status(t.unit(k))
+        assert s.tracking_ok("service web") is True, s.raw
+        assert s.effective_priority() == s.priority() == 100, s.raw
+    hal.wait_roles(t, {"a": "active", "b": "standby"})
+    http_ok(t, 10, tag="before")
+
+    victim = "b2"
+    rule = hal.block_checks(t, "a", victim, CHECK)
+    t0 = time.monotonic()
+    wait_health(t, "a", {victim: "down"},
+                timeout=((FALL + 1) * CHECK_INTERVAL_MS + CHECK_TIMEOUT_MS) / 1000 + 3.0)
+    hal.wait_roles(t, {"a": "standby", "b": "active"}, timeout=3.0)
+    took = time.monotonic() - t0
+    sa = wait_status(t.a, lambda s: s.tracking_ok("service web") is False, "tracking failed", 1.0)
+    sb = wait_status(t.b, lambda s: s.last_failover is not None, "B's last_failover", 1.0)
+    print(f"\nA's checks of {victim} dropped: B active after {took * 1000:.0f} ms; A: tracking "
+          f"{sa.tracking}, effective priority {sa.effective_priority()}, advertised "
+          f"{sa.advertised_priority()}; B's last_failover {sb.last_failover.raw}; "
+          f"the rule dropped {rule.packets()} packet(s)")
+    assert rule.packets() > 0
+    h = hal.backend_health(t.a, "web", t.backend(victim).ip)
+    assert h.error, h.raw
+    assert health_of(t, "b") == all_up          # B's view is unchanged: asymmetric
+    assert hal.status(t.b).tracking_ok("service web") is True
+    assert sa.effective_priority() == 0, sa.raw
+    assert sa.transitions[-1]["cause"] == "tracking_degraded", sa.transitions
+    assert (sa.transitions[-1]["from"], sa.transitions[-1]["to"]) == ("active", "standby")
+    fo = sb.last_failover
+    assert (fo.cause, fo.from_role, fo.to_role) == ("peer_yielded", "standby", "active"), fo.raw
+    tl.wait_until(lambda: hal.client_neighbour_mac(t) == t.b.north_mac, timeout=1.5,
+                  interval=0.02, what="the client's ARP entry for the VIP to be B's north MAC")
+    burst = http_ok(t, 30, tag="via-b")
+    assert set(burst.by_backend()) == set(t.servers), burst.by_backend()   # B balances to all
+
+    rule.remove()
+    t1 = time.monotonic()
+    wait_health(t, "a", all_up,
+                timeout=((RISE + 1) * CHECK_INTERVAL_MS + CHECK_TIMEOUT_MS) / 1000 + 3.0)
+    sa = wait_status(t.a, lambda s: s.tracking_ok("service web") is True, "tracking back", 1.0)
+    print(f"rule removed: A's pool whole again after {(time.monotonic() - t1) * 1000:.0f} ms")
+    assert sa.effective_priority() == 100, sa.raw
+    one_active_for(t, 1.5, {"a": "standby", "b": "active"})          # preempt off
+    http_ok(t, 10, tag="after")
+
+
+def test_tracked_gateway_unanswered_by_one_unit_hands_over(lab, nets):
+    """[[ha.track]] gateway = "north0" with the client N.1 as both units' north gateway: both
+    fine. The north bridge then drops every ARP frame from N.1 towards A only (ebtables,
+    nf_tables bridge family): A's probes for the gateway go unanswered, its entry expires
+    (reachable 1 s, 3 probes 200 ms apart), the tracked gateway fails and B takes over. The
+    rule removed, A resolves the gateway again and its tracking is ok; B keeps the group."""
+    reachable_ms, probe_ms, probes = 1000, 200, 3
+    gw = f"{nets['subnet_n']}.1"
+    t = hal.ha_lab(lab, north_gateway=gw, track=[tl.HaTrack(gateway="north0", weight=0)],
+                   unit_kw={"reachable_ms": reachable_ms, "probe_interval_ms": probe_ms,
+                            "max_probes": probes}, **nets)
+    assert gw == t.client_ip
+    for k, u in t.units.items():
+        s = wait_status(u, lambda s: s.tracking_ok("gateway north0") is True, "gateway ok", 3.0)
+        assert s.effective_priority() == 100, s.raw
+        n = u.unit.neighbour(gw, "north0")
+        assert n and n["mac"].lower() == t.client_mac, (k, n)
+    hal.wait_roles(t, {"a": "active", "b": "standby"})
+    http_ok(t, 10, tag="before")
+
+    try:
+        rule = hal.block_arp_from(t, gw, "a")
+    except tl.CommandError as e:
+        pytest.skip(f"ebtables cannot filter ARP on the bridge here: {e}")
+    t0 = time.monotonic()
+    limit = (reachable_ms + (probes + 1) * probe_ms) / 1000 + 1.0
+    hal.wait_roles(t, {"a": "standby", "b": "active"}, timeout=limit + 2.0)
+    took = time.monotonic() - t0
+    sa = wait_status(t.a, lambda s: s.tracking_ok("gateway north0") is False, "gateway failed",
+                     1.0)
+    sb = hal.status(t.b)
+    print(f"\ngateway unanswered for A: B active after {took * 1000:.0f} ms (limit "
+          f"{limit:.1f} s); A: tracking {sa.tracking}, transitions {sa.transitions[-1:]}; B: "
+          f"last_failover {sb.last_failover.raw if sb.last_failover else None}; the rule "
+          f"dropped {rule.packets()} ARP frame(s)")
+    assert took <= limit, f"handed over after {took:.2f}s, expected within {limit:.2f}s"
+    assert rule.packets() > 0
+    assert sa.effective_priority() == 0, sa.raw
+    assert sa.transitions[-1]["cause"] == "tracking_degraded", sa.transitions
+    assert sb.tracking_ok("gateway north0") is True, sb.raw
+    assert sb.last_failover is not None and sb.last_failover.cause == "peer_yielded", sb.raw
+    assert "ha: tracked gateway north0 failed: this unit cannot serve" in t.a.unit.log()
+    tl.wait_until(lambda: hal.client_neighbour_mac(t) == t.b.north_mac, timeout=1.5,
+                  interval=0.02, what="the client's ARP entry for the VIP to be B's north MAC")
+    http_ok(t, 20, tag="via-b")
+
+    rule.remove()
+    sa = wait_status(t.a, lambda s: s.tracking_ok("gateway north0") is True, "gateway back",
+                     2 * probe_ms / 1000 + 2.0)
+    assert sa.effective_priority() == 100, sa.raw
+    n = t.a.unit.neighbour(gw, "north0")
+    assert n and n["mac"].lower() == t.client_mac, n
+    one_active_for(t, 1.5, {"a": "standby", "b": "active"})          # preempt off
+    http_ok(t, 10, tag="after")
+
+
+def test_metrics_of_both_units(lab, nets):
+    """[metrics] on each unit (127.0.0.1 inside its namespace), parsed strictly by
+    test_metrics.parse_exposition: one active unit, both paths alive on both, adverts received
+    growing; after kill -9 of the active, the survivor's transition, detection and takeover."""
+    import test_metrics as tm
+    t = hal.ha_lab(lab, unit_kw={"metrics_listen": tm.LISTEN}, **nets)
+    ha = t.a.ha
+    v = tm.value
+    first = {k: tm.scrape(u.ns) for k, u in t.units.items()}
+    types = {"tandem_ha_role": "gauge", "tandem_ha_priority": "gauge",
+             "tandem_ha_peer_path_alive": "gauge", "tandem_ha_path_alarm": "gauge",
+             "tandem_ha_adverts_sent_total": "counter",
+             "tandem_ha_adverts_received_total": "counter",
+             "tandem_ha_adverts_refused_total": "counter",
+             "tandem_ha_transitions_total": "counter", "tandem_ha_tracking_failed": "gauge"}
+    for k, f in first.items():
+        for name, type_ in types.items():
+            assert f.get(name, {}).get("type") == type_, (k, name, f.get(name))
+        roles_ = {dict(lb)["role"]: val for lb, val in f["tandem_ha_role"]["samples"].items()
+                  if dict(lb)["group"] == "1"}
+        assert set(roles_) == {"init", "standby", "active", "maintenance"}, roles_
+        assert sum(roles_.values()) == 1, (k, roles_)
+        for path in ("sync", "data"):
+            assert v(f, "tandem_ha_peer_path_alive", path=path) == 1, (k, path)
+            assert v(f, "tandem_ha_path_alarm", path=path) == 0, (k, path)
+        assert v(f, "tandem_ha_priority", group="1", kind="effective") == 100
+        assert v(f, "tandem_ha_tracking_failed") == 0
+        assert all(x == 0 for x in f["tandem_ha_adverts_refused_total"]["samples"].values())
+    active = [k for k, f in first.items()
+              if v(f, "tandem_ha_role", group="1", role="active") == 1]
+    assert active == ["a"], active
+    assert v(first["b"], "tandem_ha_role", group="1", role="standby") == 1
+
+    gap = 0.3
+    time.sleep(gap)
+    second = {k: tm.scrape(u.ns) for k, u in t.units.items()}
+    expected = gap * 1000 / ha.advert_interval_ms
+    for k in t.units:
+        for path in ("sync", "data"):
+            for fam in ("tandem_ha_adverts_received_total", "tandem_ha_adverts_sent_total"):
+                grown = v(second[k], fam, path=path) - v(first[k], fam, path=path)
+                assert grown >= expected * 0.3, (k, fam, path, grown, expected)
+    received = {f"{k} {p}": v(second[k], "tandem_ha_adverts_received_total", path=p)
+                - v(first[k], "tandem_ha_adverts_received_total", path=p)
+                for k in t.units for p in ("sync", "data")}
+    print(f"\nadverts received in {gap}s: {received}")
+    peer_dead = lambda f: f["tandem_ha_transitions_total"]["samples"].get(  # noqa: E731
+        (("cause", "peer_dead"),), 0)
+    assert peer_dead(second["b"]) == 0
+
+    t.a.kill()
+    hal.wait_roles(t, {"b": "active"}, timeout=3.0)
+    st = wait_status(t.b, lambda s: s.last_failover is not None and
+                     s.last_failover.cause == "peer_dead", "last_failover peer_dead", 1.0)
+    f = tm.scrape_until(t.b.ns, lambda f: "tandem_ha_last_takeover_ms" in f, timeout=3.0)
+    detection = v(f, "tandem_ha_last_detection_ms", group="1")
+    takeover = v(f, "tandem_ha_last_takeover_ms", group="1", cause="peer_dead")
+    print(f"B after kill -9 of A: transitions {f['tandem_ha_transitions_total']['samples']}, "
+          f"detection {detection} ms, takeover {takeover} ms; ha status "
+          f"{st.last_failover.raw}")
+    assert peer_dead(f) == 1, f["tandem_ha_transitions_total"]["samples"]
+    assert v(f, "tandem_ha_role", group="1", role="active") == 1
+    assert v(f, "tandem_ha_role", group="1", role="standby") == 0
+    for path in ("sync", "data"):
+        assert v(f, "tandem_ha_peer_path_alive", path=path) == 0, path
+    assert ha.dead_ms() * 0.9 <= detection <= ha.dead_ms() + 3 * ha.advert_interval_ms, detection
+    assert 0 <= takeover < 1000, takeover
+    # The same figures as ha status.
+    assert detection == st.last_failover.detection_ms, st.last_failover.raw
+    assert takeover == st.last_failover.takeover_ms, st.last_failover.raw
+    http_ok(t, 10, tag="after")

@@ -9,7 +9,13 @@ backends' answers to B.3 to the kernel.
     reported down within about fall x interval, new connections all avoid it (and all succeed);
     its server started again, it is up after rise checks and gets new connections again;
   - an HTTP check whose http_body the backends' answer does not contain: every backend down, with
-    the reason in `health_error`; the same check with a body they do send: every backend up.
+    the reason in `health_error`; the same check with a body they do send: every backend up;
+  - on_backend_down (parametrized reset / keep): 18 long-lived echo connections through the VIP;
+    one backend fails its check (a separate check server on 7001 stops, its echo server and
+    connections stay). reset: the unit logs exactly that backend's connection count as reset,
+    each of those connections gets a RST (its next message went to another backend, which
+    counts the RSTs it sent) and the others keep every byte; keep: every connection keeps every
+    byte. New connections avoid the down backend in both.
 
 A backend's health is read through tandemlab.ha.backend_health (the one reader of the health
 fields in `tandemctl --json services list`).
@@ -18,6 +24,8 @@ fields in `tandemctl --json services list`).
 from __future__ import annotations
 
 import itertools
+import re
+import time
 
 import pytest
 
@@ -139,3 +147,117 @@ def test_http_check_body_mismatch_marks_backends_down(lab, nets):
         assert paths and all(e["peer"] == f"{b}.{KERNEL_HOST}" for e in paths), paths[:3]
     burst = tl.http_burst(t.client, t.vip, WEB, 30, tag="web")
     assert len(burst.ok) == 30, burst.failed[:5]
+
+
+# --- on_backend_down: keep or reset the connections of a backend its check takes down ----------
+
+ECHO, CHECK = 7000, 7001
+ECHO_CONNS = 18
+
+
+def echo_service(b: str, vip: str, policy: str) -> tl.ServiceConfig:
+    """echo: VIP:7000 -> backends :7000, checked on another port (7001) served by another
+    process, so a backend can fail its check while its echo connections stay open."""
+    return tl.ServiceConfig("echo", vip, port=ECHO, mode="nat", maglev_size=251,
+                            backends=[tl.BackendConfig(f"{b}.{21 + i}") for i in range(3)],
+                            health_check=check(port=CHECK), on_backend_down=policy)
+
+
+def echo_count_on(t: tl.LbLab, backend_ip: str) -> int:
+    return t.unit.ctl("conns", "count", "--service", "echo", "--backend", backend_ip)["count"]
+
+
+@pytest.mark.parametrize("policy", ["reset", "keep"])
+def test_on_backend_down_policy(lab, nets, policy):
+    """Long-lived echo connections through the VIP on every backend; one backend's check server
+    (a separate process on CHECK) stops while its echo server and connections stay up.
+    reset: the unit flushes exactly that backend's connections (logged with their count), their
+    next message is balanced afresh to another backend, whose kernel answers RST: the client sees
+    each reset; the other connections keep every byte. keep: every connection keeps every byte,
+    also those on the down backend. Either way new connections avoid it."""
+    a, b, vip = nets
+    t = tl.lb_lab(lab, "nat", subnet_a=a, subnet_b=b, vip=vip,
+                  services=[echo_service(b, vip, policy)], conntrack={"capacity": 65536},
+                  start=False)
+    lab.addr(t.unit_ns, t.unit_south_if, f"{b}.{KERNEL_HOST}/24")
+    echo = {h.name: tl.LbBackend(h.ns, h.name, echo=[ECHO], log_name=f"echo-{h.name}")
+            for h in t.backends}
+    checked = {h.name: tl.LbBackend(h.ns, h.name, http=[CHECK], log_name=f"check-{h.name}")
+               for h in t.backends}
+    t.unit.start()
+    tl.warm_neighbours(t)
+    wait_all(t, "echo", "up", timeout=(RISE + 1) * INTERVAL_MS / 1000 + 3.0)
+    ip = {h.name: h.ip for h in t.backends}
+
+    duration, interval = 6.0, 0.05
+    long = tl.EchoClients(t.client, t.vip, ECHO, n=ECHO_CONNS, interval=interval,
+                          duration=duration, log_name="echo-long")
+    opened = long.opened()
+    assert not [c for c in opened if c["error"]], opened
+    on = {name: sum(1 for c in opened if c["backend"] == name) for name in echo}
+    victim = max(on, key=lambda n: on[n])
+    others = [n for n in echo if n != victim]
+    assert on[victim] >= 2 and sum(on[n] for n in others) >= 2, on
+    assert echo_count_on(t, ip[victim]) == on[victim]
+    rsts_before = {n: t.backend(n).ns.snmp()["Tcp"]["OutRsts"] for n in echo}
+    time.sleep(0.5)                       # a few rounds on every connection first
+
+    mark = t.unit.log_mark()
+    checked[victim].process.stop()
+    limit = ((FALL + 1) * INTERVAL_MS + TIMEOUT_MS) / 1000 + 0.5
+    h, took = hal.wait_backend_health(t.unit, "echo", ip[victim], "down", timeout=limit + 3.0)
+    print(f"\n{policy}: {victim} ({on[victim]} of {ECHO_CONNS} connections) down "
+          f"{took * 1000:.0f} ms after its check server stopped: {h.error!r}")
+    for n in others:
+        assert hal.backend_health(t.unit, "echo", ip[n]).health == "up"
+    reset_line = f"backend {ip[victim]}:{ECHO}: "
+    if policy == "reset":
+        log = t.unit.wait_log(reset_line, "(on_backend_down = reset)", since=mark, timeout=3.0)
+        m = re.search(rf"service echo backend {re.escape(ip[victim])}:{ECHO}: (\d+) "
+                      r"connection\(s\) reset \(on_backend_down = reset\)(.*)", log)
+        assert m, log
+        print(f"tandemd: {m.group(0)}")
+        assert int(m.group(1)) == on[victim], (m.group(0), on)
+        assert "did not answer" not in m.group(2), m.group(0)
+    else:
+        time.sleep(0.3)
+        assert "connection(s) reset" not in t.unit.log_since(mark), t.unit.log_since(mark)
+        assert echo_count_on(t, ip[victim]) == on[victim]
+
+    # New connections avoid the down backend.
+    probe = tl.EchoClients(t.client, t.vip, ECHO, n=12, interval=0.05, duration=0.3,
+                           log_name="echo-probe")
+    p = probe.result()["done"]
+    assert not [c for c in p if c["error"]], p
+    assert victim not in {c["backend"] for c in p} and len({c["backend"] for c in p}) >= 1, p
+
+    res = long.result()
+    done, rounds = res["done"], res["rounds"]
+    assert rounds >= duration / interval * 0.5, res
+    kept = [c for c in done if c["backend"] in others]
+    assert not [c for c in kept if c["error"]], kept
+    assert all(c["msgs"] == rounds for c in kept), [(c["i"], c["msgs"], rounds) for c in kept]
+    slow = [(c["i"], c["backend"], round(c["max_gap"], 3)) for c in kept if c["max_gap"] > 1.0]
+    assert not slow, f"round trips stalled: {slow}"
+    gone = [c for c in done if c["backend"] == victim]
+    assert len(gone) == on[victim]
+    for name in others:       # every byte of the kept connections reached their backend
+        server_side = sorted(e["bytes"] for e in echo[name].log_entries("echo"))
+        client_side = sorted(c["bytes"] for c in kept + p if c["backend"] == name)
+        assert server_side == client_side, (name, server_side, client_side)
+    if policy == "reset":
+        # Each one's next message went to another backend, whose kernel answered RST.
+        bad = [c for c in gone if not c["error"] or "Reset" not in c["error"]]
+        assert not bad, f"connections on {victim} not reset: {bad}"
+        assert all(0 < c["msgs"] < rounds for c in gone), [(c["msgs"], rounds) for c in gone]
+        rsts = {n: t.backend(n).ns.snmp()["Tcp"]["OutRsts"] - rsts_before[n] for n in others}
+        print(f"RSTs sent by the other backends: {rsts}; errors: "
+              f"{sorted({c['error'].split(':', 1)[1].strip() for c in gone})}")
+        assert sum(rsts.values()) >= on[victim], rsts
+        assert echo_count_on(t, ip[victim]) == 0
+    else:
+        assert not [c for c in gone if c["error"]], gone
+        assert all(c["msgs"] == rounds for c in gone), [(c["i"], c["msgs"]) for c in gone]
+        server_side = sorted(e["bytes"] for e in echo[victim].log_entries("echo"))
+        assert server_side == sorted(c["bytes"] for c in gone), server_side
+    assert t.unit.running()

@@ -28,7 +28,11 @@ north0 with data_peer the other unit's north address, group 1 holding the floati
 S.1/24 on south0. The unit kernels' own addresses on the south veths (S.12, S.13) stay the
 kernel's (XDP steering), so health checks from the unit's kernel reach the backends.
 
-Every backend runs an LbBackend server (HTTP on 80 and 8080, echo on 7000) unless servers=False.
+Every backend runs an LbBackend server (HTTP on 80 and 8080, echo on 7000) unless servers=False,
+and with check_port=P a second one (HTTP on P) for health checks. To make the units see the
+world differently: block_checks(t, "a", "b2", P) (iptables in a backend: A's checks time out),
+block_arp_from(t, address, "a") (ebtables on the north bridge: ARP from address never reaches
+A); both return a Filter (remove(), packets()).
 
 The status readers: everything that knows the layout of `tandemctl --json ha status` is the
 HaStatus class (and Failover), and of a backend's health in `services list` backend_health();
@@ -298,6 +302,7 @@ class HaLab:
     backends: list[LbBackendHost]
     services: list[ServiceConfig]
     servers: dict[str, LbBackend] = field(default_factory=dict)
+    check_servers: dict[str, LbBackend] = field(default_factory=dict)   # ha_lab(check_port=)
 
     @property
     def a(self) -> HaUnit:
@@ -357,7 +362,8 @@ def ha_lab(lab: Lab, mode: str = "nat", *, subnet_n: str, subnet_s: str, subnet_
            servers: bool = True, server_lifetime: float = 600.0, kernel_hosts: bool = True,
            driver: str = "af_xdp", ready_timeout: float = 30.0, role_timeout: float = 10.0,
            unit_kw: dict | None = None, unit_kw_a: dict | None = None,
-           unit_kw_b: dict | None = None, settle: bool = True) -> HaLab:
+           unit_kw_b: dict | None = None, settle: bool = True, check_port: int | None = None,
+           north_gateway: str | None = None) -> HaLab:
     """Build the two-unit lab drawn in the module docstring; unless start=False, start A, wait
     until it is active, start B and wait until it is standby (concurrent=True: start both at
     once and wait until exactly one is active; initial_roles: the roles to wait for instead of
@@ -370,6 +376,10 @@ def ha_lab(lab: Lab, mode: str = "nat", *, subnet_n: str, subnet_s: str, subnet_
     "preempt": True}). track: [[ha.track]] entries for both units. groups: [[ha.group]]
     entries (default: group 1 with the floating gateway S.1/24 on south0).
     unit_kw (both), unit_kw_a / unit_kw_b: more UnitConfig keywords (e.g. log_level="debug").
+    check_port: every backend also runs a separate HTTP server on this port (t.check_servers,
+    started before the units), for health checks that can fail while the service's own
+    connections go on (stop it, or block_checks()). north_gateway: the north ports' `gateway`
+    (e.g. the client's address N.1, for [[ha.track]] gateway = "north0").
     Only mode "nat" is built (the backends route back through the floating gateway)."""
     if mode != "nat":
         raise ValueError("ha_lab builds mode 'nat' only")
@@ -434,7 +444,8 @@ def ha_lab(lab: Lab, mode: str = "nat", *, subnet_n: str, subnet_s: str, subnet_
         hkw.update(_ha_fields(ha))
         hkw.update(_ha_fields(ha_a if key == "a" else ha_b))
         ports = [PortConfig("north0", dev(links[key]["north"]),
-                            f"{subnet_n}.{UNIT_HOST[key]}/24", role="north"),
+                            f"{subnet_n}.{UNIT_HOST[key]}/24", role="north",
+                            gateway=north_gateway),
                  PortConfig("south0", dev(links[key]["south"], index=1),
                             f"{subnet_s}.{UNIT_HOST[key]}/24", role="south")]
         ukw: dict[str, Any] = {"lcores": "0" if key == "a" or cpus < 2 else "1"}
@@ -460,6 +471,11 @@ def ha_lab(lab: Lab, mode: str = "nat", *, subnet_n: str, subnet_s: str, subnet_
         t.servers = {h.name: LbBackend(h.ns, h.name, http=[WEB, WEB_NAT], echo=[ECHO],
                                        lifetime=server_lifetime, log_name=f"server-{h.name}")
                      for h in backends}
+    if check_port is not None:
+        t.check_servers = {h.name: LbBackend(h.ns, h.name, http=[check_port],
+                                             lifetime=server_lifetime,
+                                             log_name=f"check-{h.name}")
+                           for h in backends}
     if start:
         start_units(t, concurrent=concurrent, initial_roles=initial_roles,
                     ready_timeout=ready_timeout, role_timeout=role_timeout, settle=False)
@@ -519,6 +535,68 @@ def warm_neighbours(t: HaLab) -> None:
         r = ping(ns, address, count=1, interval=0.2, wait=2)
         if r.received != 1:
             raise RuntimeError(f"{ns.name} cannot ping {address}:\n{r.output}")
+
+
+# --- filters: make one unit see the world differently from the other -------------------------
+
+class Filter:
+    """A netfilter rule added in a lab namespace (iptables or ebtables, both nf_tables here);
+    remove() deletes it (idempotent; the namespace's deletion removes it anyway), packets() is
+    how many packets it has matched."""
+
+    def __init__(self, ns: Netns, tool: str, chain: str, spec: list[str]):
+        self.ns, self.tool, self.chain, self.spec = ns, tool, chain, list(spec)
+        self.active = False
+        ns.run([tool, *self._wait(), "-A", chain, *self.spec], timeout=10)
+        self.active = True
+
+    def _wait(self) -> list[str]:
+        return ["-w"] if self.tool == "iptables" else []
+
+    def __repr__(self) -> str:
+        return f"Filter({self.ns.name}: {self.tool} -A {self.chain} {' '.join(self.spec)})"
+
+    def remove(self) -> None:
+        if self.active:
+            self.ns.run([self.tool, *self._wait(), "-D", self.chain, *self.spec], timeout=10)
+            self.active = False
+
+    def packets(self) -> int:
+        """Packets matched by the rule (the chain's only rule with a DROP target)."""
+        import re
+        if self.tool == "iptables":
+            out = self.ns.run(["iptables", "-w", "-L", self.chain, "-n", "-v", "-x"],
+                              timeout=10).stdout
+            counts = [int(line.split()[0]) for line in out.splitlines()[2:]
+                      if len(line.split()) > 2 and line.split()[2] == "DROP"]
+        else:
+            out = self.ns.run(["ebtables", "-L", self.chain, "--Lc"], timeout=10).stdout
+            counts = [int(m.group(1)) for m in re.finditer(r"-j DROP\s*,\s*pcnt = (\d+)", out)]
+        if len(counts) != 1:
+            raise RuntimeError(f"{self!r}: expected one DROP rule, found {counts}:\n{out}")
+        return counts[0]
+
+
+def block_checks(t: "HaLab", unit_key: str, backend: str, port: int) -> Filter:
+    """In backend `backend` (e.g. "b2"), drop TCP to `port` from unit `unit_key`'s kernel
+    address (where its health checks come from): only that unit's checks of that backend fail
+    (by timeout); the other unit's, and traffic through either unit, are untouched."""
+    u = t.unit(unit_key)
+    if u.kernel_ip is None:
+        raise ValueError("ha_lab(kernel_hosts=False): the units run no health checks")
+    return Filter(t.backend(backend).ns, "iptables", "INPUT",
+                  ["-s", u.kernel_ip, "-p", "tcp", "--dport", str(port), "-j", "DROP"])
+
+
+def block_arp_from(t: "HaLab", address: str, unit_key: str) -> Filter:
+    """On the north bridge, drop every ARP frame whose sender is `address` (e.g. the client,
+    the north gateway) on its way to unit `unit_key`'s north port: that unit's ARP probes for
+    it go unanswered and nothing it hears from it refreshes its entry; the other unit and all
+    IP traffic are untouched (ebtables, nf_tables bridge family)."""
+    sw_port = {"a": "swna", "b": "swnb"}[unit_key]
+    return Filter(t.north_switch, "ebtables", "FORWARD",
+                  ["-p", "ARP", "--arp-ip-src", address, "-o", t.lab.ifname(sw_port),
+                   "-j", "DROP"])
 
 
 # --- watching ARP on a link ------------------------------------------------------------------
@@ -653,7 +731,8 @@ def client_neighbour_mac(t: HaLab, address: str | None = None) -> str | None:
     return mac.lower() if mac else None
 
 
-__all__ = ["ArpWatch", "BackendHealth", "Failover", "HaLab", "HaStatus", "HaUnit", "active_unit", "actives",
+__all__ = ["ArpWatch", "BackendHealth", "Failover", "Filter", "block_arp_from", "block_checks",
+           "HaLab", "HaStatus", "HaUnit", "active_unit", "actives",
            "backend_health", "client_neighbour_mac", "default_services", "ha_lab", "role",
            "roles", "start_units", "status", "wait_paths", "wait_backend_health", "wait_roles",
            "warm_neighbours", "watch_roles", "DEFAULT_KEY", "SYNC_PORT", "WEB", "WEB_NAT", "ECHO"]

@@ -225,8 +225,12 @@ class Background:
         return self.proc.returncode
 
     def kill(self) -> int:
-        return self.stop(timeout=0.0, sig=signal.SIGKILL) if self.proc.poll() is None else \
-            self.proc.returncode
+        """SIGKILL and reap it (no grace period, so no warning about an ignored signal)."""
+        if self.proc.poll() is None:
+            self.signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+        self._close_log()
+        return self.proc.returncode
 
     def _close_log(self) -> None:
         if not self._logf.closed:
