@@ -441,6 +441,7 @@ bool has_port(const Config& c, const std::string& name) {
 void read_ha_group(const toml::table& t, const std::string& path, TableReader& parent, Config& c) {
   TableReader r(t, path, parent.file(), parent.errors());
   HaGroupConfig g;
+  g.id = 0;  // stays 0 when the id is missing or out of range: no duplicate check then
   r.integer("id", g.id, 1, kMaxHaGroupId, true);
   r.integer("priority", g.priority, 1, 255);
   if (const toml::node* n = r.node("floating_addresses")) {
@@ -466,7 +467,7 @@ void read_ha_group(const toml::table& t, const std::string& path, TableReader& p
     }
   }
   for (const auto& other : c.ha.groups)
-    if (other.id == g.id) r.error("id", "group " + std::to_string(g.id) + " is defined twice");
+    if (g.id != 0 && other.id == g.id) r.error("id", "group " + std::to_string(g.id) + " is defined twice");
   c.ha.groups.push_back(std::move(g));
 }
 

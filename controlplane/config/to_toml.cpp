@@ -54,7 +54,7 @@ toml::table service_table(const ServiceConfig& s) {
   t.insert("group", i64(s.group));
   t.insert("on_backend_down", to_string(s.on_backend_down));
   const HealthCheckConfig& h = s.health_check;
-  if (h.enabled()) {
+  if (h != HealthCheckConfig{}) {  // a check switched off keeps its settings too
     toml::table hc{{"type", to_string(h.type)},     {"interval_ms", i64(h.interval_ms)}, {"timeout_ms", i64(h.timeout_ms)},
                    {"rise", i64(h.rise)},           {"fall", i64(h.fall)},               {"port", i64(h.port)}};
     if (h.type == HealthCheckType::kHttp) {

@@ -62,8 +62,10 @@ void Node::build_advert(std::uint64_t now_ms, std::vector<std::uint8_t>& out) {
   out.clear();
   encode(a, config_.key, out);
   // On schedule, not from now: a late tick does not stretch every following interval.
-  next_advert_ms_ += config_.advert_interval_ms;
-  if (next_advert_ms_ <= now_ms) next_advert_ms_ = now_ms + config_.advert_interval_ms;
+  // The next slot of the grid after now: a late call skips the slots it missed rather than
+  // shifting the grid or sending two adverts in one slot.
+  do next_advert_ms_ += config_.advert_interval_ms;
+  while (next_advert_ms_ <= now_ms);
 }
 
 std::uint64_t Node::next_deadline_ms(std::uint64_t now_ms) const {

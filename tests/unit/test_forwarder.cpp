@@ -598,3 +598,83 @@ TEST(StatsRegistry, AFullRegistryGivesSlotZeroAndWarnsOnce) {
   EXPECT_EQ(ids.backends(), 3u);
   EXPECT_EQ(ids.service_id("c"), kUnattributedStats);
 }
+
+// --- HA: VIP groups this unit owns ------------------------------------------------------------------
+
+namespace {
+
+// The NAT service of the fixture's world, in HA VIP group `group`.
+std::unique_ptr<const lb::ServiceTable> service_in_group(std::uint8_t group, observe::StatsRegistry& ids) {
+  lb::Service s{.name = "web", .vip = net::Ipv4Addr{kVip}, .proto = 6, .port = 80, .mode = ForwardMode::kNat,
+                .backends = three(), .maglev_size = 251, .group = group};
+  std::vector<lb::Service> services{s};
+  EXPECT_EQ(ids.assign(services), "");
+  std::string error;
+  auto table = lb::ServiceTable::build(std::move(services), error);
+  EXPECT_TRUE(table) << error;
+  return table;
+}
+
+}  // namespace
+
+TEST_F(ForwarderTest, ANewFlowToAGroupThisUnitDoesNotOwnIsDroppedUntouched) {
+  table_ = service_in_group(2, ids_);
+  const Bytes in = from_client(40000, 0x02);
+  Bytes out;
+  lb::LbContext ctx = context();
+  ctx.owned_groups = std::uint64_t{1} << 1;  // group 1 only
+  const auto v = run_frame(ctx, in, out);
+  EXPECT_EQ(v.action, Action::kDrop);
+  EXPECT_EQ(v.reason, DropReason::kLbNotActive) << to_string(v.reason);
+  EXPECT_FALSE(v.new_flow);
+  EXPECT_EQ(out, in) << "the frame is not touched";
+  EXPECT_EQ(conns_->size(), 0u) << "no connection is created";
+  EXPECT_EQ(conns_->find({kClient, kVip, 40000, 80, 6}), nullptr);
+  ctx.owned_groups = 0;
+  EXPECT_EQ(run_frame(ctx, in, out).reason, DropReason::kLbNotActive);
+  EXPECT_EQ(conns_->size(), 0u);
+}
+
+TEST_F(ForwarderTest, ANewFlowToAnOwnedGroupIsForwardedAsBefore) {
+  table_ = service_in_group(2, ids_);
+  Bytes out;
+  lb::LbContext ctx = context();
+  ctx.owned_groups = std::uint64_t{1} << 1 | std::uint64_t{1} << 2;
+  const auto v = run_frame(ctx, from_client(40000, 0x02), out);
+  ASSERT_EQ(v.action, Action::kTransmit);
+  EXPECT_TRUE(v.new_flow);
+  EXPECT_EQ(v.event, Handled::kLbForwarded);
+  const conntrack::ConnEntry* e = conns_->find({kClient, kVip, 40000, 80, 6});
+  ASSERT_NE(e, nullptr);
+  const int b = backend_of(e->backend_addr);
+  ASSERT_GE(b, 0);
+  EXPECT_EQ(out, tcp(kBackendMac[b], kSouthMac, kClient, kBackend[b], 40000, 8080, 0x02, 63)) << test::to_hex(out);
+
+  // The group moves to the peer: the flow's next client packet is dropped here, untouched,
+  // and its entry stays for when the group comes back.
+  ctx.owned_groups = std::uint64_t{1} << 1;
+  const Bytes ack = from_client(40000, 0x10);
+  const auto lost = run_frame(ctx, ack, out);
+  EXPECT_EQ(lost.action, Action::kDrop);
+  EXPECT_EQ(lost.reason, DropReason::kLbNotActive);
+  EXPECT_EQ(out, ack);
+  EXPECT_EQ(conns_->size(), 1u);
+  ctx.owned_groups = ~std::uint64_t{0};
+  ASSERT_EQ(run_frame(ctx, ack, out).action, Action::kTransmit);
+  EXPECT_EQ(out, tcp(kBackendMac[b], kSouthMac, kClient, kBackend[b], 40000, 8080, 0x10, 63));
+}
+
+TEST_F(ForwarderTest, OwnedGroupsAreBitsOfTheGroupIds) {
+  for (const std::uint8_t group : {1, 2, 17, 63}) {
+    table_ = service_in_group(group, ids_);
+    reset_conns(64);
+    Bytes out;
+    lb::LbContext ctx = context();
+    ctx.owned_groups = ~(std::uint64_t{1} << group);  // every group but this one
+    EXPECT_EQ(run_frame(ctx, from_client(40000, 0x02), out).reason, DropReason::kLbNotActive) << int(group);
+    ctx.owned_groups = std::uint64_t{1} << group;
+    EXPECT_EQ(run_frame(ctx, from_client(40000, 0x02), out).action, Action::kTransmit) << int(group);
+  }
+  // Without HA every group is owned.
+  EXPECT_EQ(lb::LbContext{}.owned_groups, ~std::uint64_t{0});
+}
