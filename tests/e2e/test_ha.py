@@ -27,6 +27,10 @@ Unit A (id 1) is started first and becomes active; unit B (id 2) then starts as 
     paths alive, adverts received growing; after kill -9 of the active the survivor counts one
     peer_dead transition, with detection and takeover times equal to its `ha status`.
 
+  - active-active: two groups with opposite preferred owners (nat group 1 on A, fullnat group 2
+    with a floating source address on B), preempt on: each unit serves its group, kill -9 of A
+    gives B both (both VIPs answer), A restarted takes group 1 back.
+
 Every role and alarm is read through tandemlab.ha.HaStatus (the one reader of `ha status`).
 """
 
@@ -581,3 +585,56 @@ def test_metrics_of_both_units(lab, nets):
     assert detection == st.last_failover.detection_ms, st.last_failover.raw
     assert takeover == st.last_failover.takeover_ms, st.last_failover.raw
     http_ok(t, 10, tag="after")
+
+
+# --- active-active ------------------------------------------------------------------------------
+
+def vip_ok(t: hal.HaLab, vip: str, n: int, tag: str) -> None:
+    burst = tl.http_burst(t.client, vip, hal.WEB, n, threads=6, timeout=3.0, budget=25.0, tag=tag)
+    assert len(burst.ok) == n, f"{len(burst.ok)}/{n} HTTP requests to {vip} succeeded: {burst.failed[:5]}"
+    assert set(burst.by_backend()) <= set(t.servers), burst.by_backend()
+
+
+def test_active_active_each_unit_serves_its_group_and_takes_the_other_on_failure(lab, nets):
+    """Two VIP groups with opposite preferred owners, preempt on: group 1 (nat, VIP N.100, the
+    backends' gateway S.1 floating) prefers A, group 2 (fullnat, VIP N.101, its source address
+    S.6 floating on the south side) prefers B. Each unit serves its own group; kill -9 of A gives
+    B both; A restarted takes group 1 back after the hold-down and B keeps group 2."""
+    n, s = nets["subnet_n"], nets["subnet_s"]
+    vip2, local2 = f"{n}.101", f"{s}.6"
+    hosts = [f"{s}.{20 + i}" for i in range(1, 4)]
+    services = hal.default_services(f"{n}.{hal.VIP_HOST}", s, 3) + [
+        tl.ServiceConfig("web2", vip2, port=hal.WEB, mode="fullnat", group=2, local_addresses=[local2],
+                         backends=[tl.BackendConfig(h, port=hal.WEB_NAT) for h in hosts])]
+
+    def groups(prefer: int) -> list[tl.HaGroup]:
+        return [tl.HaGroup(1, priority=200 if prefer == 1 else 100,
+                           floating_addresses=[tl.FloatingAddress("south0", f"{s}.1/24")]),
+                tl.HaGroup(2, priority=200 if prefer == 2 else 100,
+                           floating_addresses=[tl.FloatingAddress("south0", f"{local2}/24")])]
+
+    t = hal.ha_lab(lab, services=services, ha={"preempt": True}, ha_a={"groups": groups(1)},
+                   ha_b={"groups": groups(2)}, **nets)
+    # A started alone and took both groups; B preempts group 2 once its hold-down has passed.
+    hal.wait_roles(t, {"a": "standby", "b": "active"}, group=2, timeout=5.0)
+    hal.wait_roles(t, {"a": "active", "b": "standby"}, group=1, timeout=1.0)
+    vip_ok(t, t.vip, 12, "g1")
+    vip_ok(t, vip2, 12, "g2")
+    assert hal.client_neighbour_mac(t, t.vip) == t.a.north_mac
+    assert hal.client_neighbour_mac(t, vip2) == t.b.north_mac
+
+    t.a.kill()
+    hal.wait_roles(t, {"b": "active"}, group=1, timeout=2.0)
+    tl.wait_until(lambda: hal.client_neighbour_mac(t, t.vip) == t.b.north_mac, timeout=1.5,
+                  interval=0.02, what="the client's ARP entry for VIP 1 to be B's")
+    vip_ok(t, t.vip, 12, "g1-on-b")
+    vip_ok(t, vip2, 12, "g2-on-b")
+
+    t.a.start()
+    hal.warm_neighbours(t)
+    hal.wait_roles(t, {"a": "active", "b": "standby"}, group=1, timeout=5.0)
+    hal.wait_roles(t, {"a": "standby", "b": "active"}, group=2, timeout=1.0)
+    tl.wait_until(lambda: hal.client_neighbour_mac(t, t.vip) == t.a.north_mac, timeout=1.5,
+                  interval=0.02, what="the client's ARP entry for VIP 1 to be A's again")
+    vip_ok(t, t.vip, 12, "g1-back")
+    vip_ok(t, vip2, 12, "g2-kept")
