@@ -172,6 +172,43 @@ void ConnTable::erase(ConnEntry* entry) {
   ++stats_.erased;
 }
 
+bool ConnTable::rebind(ConnEntry& e, const FlowKey& reply, ForwardMode mode, std::uint32_t service,
+                       std::uint32_t backend) {
+  if (!(e.flags & kConnInUse)) return false;
+  const std::uint32_t idx = index_of(&e);
+  FlowKey rkey = reply;
+  rkey.proto = e.proto;
+  const bool index_reply = replies_pass_through(mode);
+  const std::uint64_t hr = hash(rkey);
+  if (index_reply) {
+    if (rkey == e.original_key()) return false;
+    if (const std::size_t s = find_slot(rkey, hr); s != kNpos && index_[s].ref >> 1 != idx) return false;
+  }
+  if (e.flags & kConnReplyIndexed) unplace(hash(e.reply_key()), idx * 2 + static_cast<std::uint32_t>(FlowDir::kReply));
+  e.backend_addr = rkey.src_addr;
+  e.local_addr = rkey.dst_addr;
+  e.backend_port = rkey.src_port;
+  e.local_port = rkey.dst_port;
+  e.mode = mode;
+  e.flags = static_cast<std::uint8_t>((e.flags & ~kConnReplyIndexed) | (index_reply ? kConnReplyIndexed : 0));
+  if (index_reply) place(hr, idx * 2 + static_cast<std::uint32_t>(FlowDir::kReply));
+  service = service < kMaxServiceStats ? service : kUnattributedStats;
+  backend = backend < kMaxBackendStats ? backend : kUnattributedStats;
+  if (traffic_) {
+    if (service != e.service) {
+      traffic_->services[e.service].closed.add();
+      traffic_->services[service].created.add();
+    }
+    if (backend != e.backend) {
+      traffic_->backends[e.backend].closed.add();
+      traffic_->backends[backend].created.add();
+    }
+  }
+  e.service = service;
+  e.backend = backend;
+  return true;
+}
+
 void ConnTable::place(std::uint64_t hash, std::uint32_t ref) {
   const std::uint32_t tag = tag_of(hash);
   std::size_t i = home(tag);

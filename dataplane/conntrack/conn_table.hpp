@@ -170,8 +170,11 @@ class ConnTable {
   // out[i] = lookup(keys[i]) for i < keys.size(); `out` must be at least as long.
   void lookup_burst(std::span<const FlowKey> keys, std::span<ConnLookup> out);
 
-  // Like lookup() but const and not counted (control plane, tests).
+  // Like lookup() but not counted (control plane, state sync, tests).
   const ConnEntry* find(const FlowKey& key) const;
+  ConnEntry* find(const FlowKey& key) {
+    return const_cast<ConnEntry*>(static_cast<const ConnTable*>(this)->find(key));
+  }
 
   // A new connection under both keys (the reply key indexed only when replies pass through the
   // unit). Fails when a key is already present or no entry is free; never allocates.
@@ -180,6 +183,16 @@ class ConnTable {
 
   // Frees the entry and both its index slots. `entry` must come from this table and be in use.
   void erase(ConnEntry* entry);
+
+  // Gives an entry in use another reply key, mode and stats ids in place (state sync: the peer
+  // moved the connection to another backend or NAT binding), keeping its original key, state,
+  // times and packet counters. The reply key is re-indexed as the new mode requires. Traffic
+  // stats: the connection is counted closed on its old service/backend slots and created on the
+  // new ones (only when an id changes), so created - closed stays the entries each slot holds.
+  // False, and nothing changed, when the new reply key is held by another entry or (indexed)
+  // equals the original key.
+  bool rebind(ConnEntry& e, const FlowKey& reply, ForwardMode mode, std::uint32_t service,
+              std::uint32_t backend);
 
   // A packet of the connection travelling `dir`: refreshes last_seen, counts the packet and its
   // `bytes` (whatever length the caller counts, e.g. the IP total length), and for TCP moves

@@ -343,6 +343,68 @@ TEST(ConnTable, TrafficIsCountedPerServiceAndBackendSlot) {
   EXPECT_EQ(svc.packets[0].get(), 2u);
 }
 
+TEST(ConnTable, RebindMovesTheReplyKeyAndKeepsTheRest) {
+  ConnTable t(small(8));
+  const auto traffic = std::make_unique<tandem::WorkerServiceStats>();
+  t.set_traffic_stats(traffic.get());
+  const Keys a = fullnat_keys(1, 40000, 2, 61000);
+  ConnEntry& e = *t.insert(a.original, a.reply, params(ForwardMode::kFullNat, 5, 7), 100).entry;
+  t.update(e, FlowDir::kOriginal, kTcpSyn, 60, 200);
+  const Keys moved = fullnat_keys(1, 40000, 3, 61001);
+  ASSERT_TRUE(t.rebind(e, moved.reply, ForwardMode::kFullNat, 5, 8));
+  EXPECT_EQ(e.reply_key(), moved.reply);
+  EXPECT_EQ(t.find(moved.reply), &e);
+  EXPECT_EQ(t.find(a.reply), nullptr);
+  EXPECT_EQ(t.find(a.original), &e);
+  EXPECT_EQ(e.state, TcpState::kSynSent);
+  EXPECT_EQ(e.created_ms, 100u);
+  EXPECT_EQ(e.last_seen_ms, 200u);
+  EXPECT_EQ(e.packets[0], 1u);
+  EXPECT_EQ(e.backend, 8u);
+  // The connection moved from backend slot 7 to 8; the service slot is unchanged.
+  EXPECT_EQ(traffic->backends[7].active(), 0u);
+  EXPECT_EQ(traffic->backends[8].active(), 1u);
+  EXPECT_EQ(traffic->services[5].created.get(), 1u);
+  EXPECT_EQ(traffic->services[5].active(), 1u);
+  expect_consistent(t);
+
+  // To dsr: the reply key is kept but no longer indexed; back to nat: indexed again.
+  ASSERT_TRUE(t.rebind(e, moved.reply, ForwardMode::kDsr, 5, 8));
+  EXPECT_EQ(t.find(moved.reply), nullptr);
+  EXPECT_EQ(e.mode, ForwardMode::kDsr);
+  expect_consistent(t);
+  const Keys nat = nat_keys(1, 40000, 4);
+  ASSERT_TRUE(t.rebind(e, nat.reply, ForwardMode::kNat, 5, 8));
+  EXPECT_EQ(t.find(nat.reply), &e);
+  expect_consistent(t);
+  // The same binding again is no change.
+  ASSERT_TRUE(t.rebind(e, nat.reply, ForwardMode::kNat, 5, 8));
+  EXPECT_EQ(t.find(nat.reply), &e);
+  expect_consistent(t);
+
+  // Erased: closed once, on the slots it holds now.
+  t.erase(&e);
+  EXPECT_EQ(traffic->backends[8].active(), 0u);
+  EXPECT_EQ(traffic->backends[7].closed.get(), 1u);
+  EXPECT_EQ(traffic->services[5].active(), 0u);
+}
+
+TEST(ConnTable, RebindRefusesAReplyKeyOfAnotherEntry) {
+  ConnTable t(small(8));
+  const Keys a = nat_keys(1, 40000, 2);
+  const Keys b = nat_keys(2, 40000, 3);
+  ConnEntry& ea = *t.insert(a.original, a.reply, params(ForwardMode::kNat), 0).entry;
+  t.insert(b.original, b.reply, params(ForwardMode::kNat), 0);
+  EXPECT_FALSE(t.rebind(ea, b.reply, ForwardMode::kNat, 0, 0));
+  EXPECT_FALSE(t.rebind(ea, b.original, ForwardMode::kNat, 0, 0));  // b's original key
+  EXPECT_FALSE(t.rebind(ea, a.original, ForwardMode::kNat, 0, 0));  // its own original key
+  EXPECT_EQ(ea.reply_key(), a.reply);
+  EXPECT_EQ(t.find(a.reply), &ea);
+  // Not indexed (dsr), the same key is no collision.
+  EXPECT_TRUE(t.rebind(ea, b.reply, ForwardMode::kDsr, 0, 0));
+  expect_consistent(t);
+}
+
 TEST(ConnTable, StatsIdsOutOfRangeAreUnattributed) {
   ConnTable t(small(4));
   const auto traffic = std::make_unique<tandem::WorkerServiceStats>();
