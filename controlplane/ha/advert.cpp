@@ -1,36 +1,18 @@
 #include "controlplane/ha/advert.hpp"
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include <algorithm>
 #include <cstring>
+
+#include "controlplane/hmac.hpp"
+#include "dataplane/net/byteorder.hpp"
 
 namespace tandem::ha {
 namespace {
 
 constexpr std::uint8_t kMagic[4] = {'T', 'D', 'H', 'A'};
 constexpr std::uint8_t kFlagReady = 0x01;
-
-void put16(std::uint8_t* p, std::uint16_t v) {
-  p[0] = static_cast<std::uint8_t>(v >> 8);
-  p[1] = static_cast<std::uint8_t>(v);
-}
-void put64(std::uint8_t* p, std::uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<std::uint8_t>(v >> (56 - 8 * i));
-}
-std::uint16_t get16(const std::uint8_t* p) { return static_cast<std::uint16_t>(p[0] << 8 | p[1]); }
-std::uint64_t get64(const std::uint8_t* p) {
-  std::uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v = v << 8 | p[i];
-  return v;
-}
-
-void hmac(std::span<const std::uint8_t> key, std::span<const std::uint8_t> data, std::uint8_t* out) {
-  unsigned len = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), data.data(), data.size(), out, &len);
-}
 
 }  // namespace
 
@@ -60,9 +42,9 @@ void encode(const Advert& a, std::span<const std::uint8_t> key, std::vector<std:
   p[4] = kAdvertVersion;
   p[5] = a.unit_id;
   p[6] = a.ready ? kFlagReady : 0;
-  put64(p + 8, a.epoch);
-  put64(p + 16, a.sequence);
-  put16(p + 24, static_cast<std::uint16_t>(n));
+  net::store_be64(p + 8, a.epoch);
+  net::store_be64(p + 16, a.sequence);
+  net::store_be16(p + 24, static_cast<std::uint16_t>(n));
   for (std::size_t i = 0; i < n; ++i) {
     std::uint8_t* g = p + kAdvertHeaderBytes + i * kAdvertGroupBytes;
     g[0] = a.groups[i].group;
@@ -70,7 +52,7 @@ void encode(const Advert& a, std::span<const std::uint8_t> key, std::vector<std:
     g[2] = static_cast<std::uint8_t>(a.groups[i].role);
   }
   const std::size_t body = kAdvertHeaderBytes + n * kAdvertGroupBytes;
-  hmac(key, {p, body}, p + body);
+  hmac_sha256(key, {p, body}, p + body);
 }
 
 Decoder::Decoder(std::uint8_t my_unit_id, std::span<const std::uint8_t> key)
@@ -87,13 +69,13 @@ std::optional<Advert> Decoder::decode(Path path, std::span<const std::uint8_t> m
   const std::uint8_t* p = m.data();
   if (std::memcmp(p, kMagic, 4) != 0) return fail(AdvertError::kBadMagic, error);
   if (p[4] != kAdvertVersion) return fail(AdvertError::kBadVersion, error);
-  const std::size_t n = get16(p + 24);
+  const std::size_t n = net::load_be16(p + 24);
   if (n > kMaxAdvertGroups || m.size() != kAdvertHeaderBytes + n * kAdvertGroupBytes + kAdvertMacBytes)
     return fail(AdvertError::kBadLength, error);
   // Authenticate before believing any field.
   const std::size_t body = m.size() - kAdvertMacBytes;
   std::uint8_t mac[kAdvertMacBytes];
-  hmac(key_, m.first(body), mac);
+  hmac_sha256(key_, m.first(body), mac);
   if (CRYPTO_memcmp(mac, p + body, kAdvertMacBytes) != 0) return fail(AdvertError::kBadAuth, error);
 
   if ((p[6] & ~kFlagReady) != 0 || p[7] != 0 || std::any_of(p + 26, p + 32, [](std::uint8_t b) { return b != 0; }))
@@ -101,8 +83,8 @@ std::optional<Advert> Decoder::decode(Path path, std::span<const std::uint8_t> m
   Advert a;
   a.unit_id = p[5];
   a.ready = (p[6] & kFlagReady) != 0;
-  a.epoch = get64(p + 8);
-  a.sequence = get64(p + 16);
+  a.epoch = net::load_be64(p + 8);
+  a.sequence = net::load_be64(p + 16);
   if (a.unit_id == 0) return fail(AdvertError::kBadField, error);
   if (a.unit_id == my_unit_id_) return fail(AdvertError::kOwnUnit, error);
   a.groups.reserve(n);

@@ -1,12 +1,13 @@
 #include "controlplane/sync/message.hpp"
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include <algorithm>
 #include <cstring>
 #include <limits>
+
+#include "controlplane/hmac.hpp"
+#include "dataplane/net/byteorder.hpp"
 
 namespace tandem::sync {
 namespace {
@@ -14,32 +15,8 @@ namespace {
 constexpr std::uint8_t kMagic[4] = {'T', 'D', 'S', 'Y'};
 constexpr std::uint8_t kConnFlagMidFlow = 0x01;
 
-void put16(std::uint8_t* p, std::uint16_t v) {
-  p[0] = static_cast<std::uint8_t>(v >> 8);
-  p[1] = static_cast<std::uint8_t>(v);
-}
-void put32(std::uint8_t* p, std::uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<std::uint8_t>(v >> (24 - 8 * i));
-}
-void put64(std::uint8_t* p, std::uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<std::uint8_t>(v >> (56 - 8 * i));
-}
-std::uint16_t get16(const std::uint8_t* p) { return static_cast<std::uint16_t>(p[0] << 8 | p[1]); }
-std::uint32_t get32(const std::uint8_t* p) {
-  return std::uint32_t{p[0]} << 24 | std::uint32_t{p[1]} << 16 | std::uint32_t{p[2]} << 8 | p[3];
-}
-std::uint64_t get64(const std::uint8_t* p) {
-  std::uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v = v << 8 | p[i];
-  return v;
-}
 bool zero(const std::uint8_t* p, std::size_t n) {
   return std::all_of(p, p + n, [](std::uint8_t b) { return b == 0; });
-}
-
-void hmac(std::span<const std::uint8_t> key, std::span<const std::uint8_t> data, std::uint8_t* out) {
-  unsigned len = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), data.data(), data.size(), out, &len);
 }
 
 // Header layout (docs/sync-protocol.md), network byte order:
@@ -52,13 +29,13 @@ void write_header(std::uint8_t* p, const Header& h, std::size_t count) {
   p[5] = h.unit_id;
   p[6] = static_cast<std::uint8_t>(h.kind);
   p[7] = h.flags;
-  put64(p + 8, h.epoch);
-  put64(p + 16, h.sequence);
-  put64(p + 24, h.oldest);
-  put64(p + 32, h.ack_epoch);
-  put64(p + 40, h.ack);
-  put64(p + 48, h.sack);
-  put16(p + 56, static_cast<std::uint16_t>(count));
+  net::store_be64(p + 8, h.epoch);
+  net::store_be64(p + 16, h.sequence);
+  net::store_be64(p + 24, h.oldest);
+  net::store_be64(p + 32, h.ack_epoch);
+  net::store_be64(p + 40, h.ack);
+  net::store_be64(p + 48, h.sack);
+  net::store_be16(p + 56, static_cast<std::uint16_t>(count));
   std::memset(p + 58, 0, 6);
 }
 
@@ -81,30 +58,30 @@ void write_record(std::uint8_t* p, const Record& r) {
     p[2] = static_cast<std::uint8_t>(c->mode);
     p[3] = static_cast<std::uint8_t>(c->state);
     p[4] = c->mid_flow ? kConnFlagMidFlow : 0;
-    put32(p + 8, c->client_addr);
-    put32(p + 12, c->vip_addr);
-    put16(p + 16, c->client_port);
-    put16(p + 18, c->vip_port);
-    put32(p + 20, c->backend_addr);
-    put32(p + 24, c->local_addr);
-    put16(p + 28, c->backend_port);
-    put16(p + 30, c->local_port);
-    put64(p + 32, c->created_age_ms);
-    put32(p + 40, c->idle_ms);
+    net::store_be32(p + 8, c->client_addr);
+    net::store_be32(p + 12, c->vip_addr);
+    net::store_be16(p + 16, c->client_port);
+    net::store_be16(p + 18, c->vip_port);
+    net::store_be32(p + 20, c->backend_addr);
+    net::store_be32(p + 24, c->local_addr);
+    net::store_be16(p + 28, c->backend_port);
+    net::store_be16(p + 30, c->local_port);
+    net::store_be64(p + 32, c->created_age_ms);
+    net::store_be32(p + 40, c->idle_ms);
   } else if (const auto* d = std::get_if<DeleteRecord>(&r)) {
     p[0] = static_cast<std::uint8_t>(RecordType::kDelete);
     p[1] = d->proto;
-    put32(p + 4, d->client_addr);
-    put32(p + 8, d->vip_addr);
-    put16(p + 12, d->client_port);
-    put16(p + 14, d->vip_port);
+    net::store_be32(p + 4, d->client_addr);
+    net::store_be32(p + 8, d->vip_addr);
+    net::store_be16(p + 12, d->client_port);
+    net::store_be16(p + 14, d->vip_port);
   } else if (const auto* s = std::get_if<ResyncRecord>(&r)) {
     p[0] = static_cast<std::uint8_t>(RecordType::kResync);
-    put32(p + 4, s->resync_id);
-    put64(p + 8, s->entries);
+    net::store_be32(p + 4, s->resync_id);
+    net::store_be64(p + 8, s->entries);
   } else if (const auto* g = std::get_if<ConfigRecord>(&r)) {
     p[0] = static_cast<std::uint8_t>(RecordType::kConfig);
-    put64(p + 8, g->config_version);
+    net::store_be64(p + 8, g->config_version);
   }
 }
 
@@ -128,16 +105,16 @@ bool read_record(const std::uint8_t* p, Record& out) {
       if (c.proto == net::ipv4::kProtoUdp && c.state != conntrack::TcpState::kNone) return false;
       if ((p[4] & ~kConnFlagMidFlow) != 0 || !zero(p + 5, 3) || !zero(p + 44, 4)) return false;
       c.mid_flow = (p[4] & kConnFlagMidFlow) != 0;
-      c.client_addr = get32(p + 8);
-      c.vip_addr = get32(p + 12);
-      c.client_port = get16(p + 16);
-      c.vip_port = get16(p + 18);
-      c.backend_addr = get32(p + 20);
-      c.local_addr = get32(p + 24);
-      c.backend_port = get16(p + 28);
-      c.local_port = get16(p + 30);
-      c.created_age_ms = get64(p + 32);
-      c.idle_ms = get32(p + 40);
+      c.client_addr = net::load_be32(p + 8);
+      c.vip_addr = net::load_be32(p + 12);
+      c.client_port = net::load_be16(p + 16);
+      c.vip_port = net::load_be16(p + 18);
+      c.backend_addr = net::load_be32(p + 20);
+      c.local_addr = net::load_be32(p + 24);
+      c.backend_port = net::load_be16(p + 28);
+      c.local_port = net::load_be16(p + 30);
+      c.created_age_ms = net::load_be64(p + 32);
+      c.idle_ms = net::load_be32(p + 40);
       if (c.client_addr == 0 || c.vip_addr == 0 || c.backend_addr == 0 || c.local_addr == 0) return false;
       if (c.idle_ms > c.created_age_ms) return false;
       out = c;
@@ -147,24 +124,24 @@ bool read_record(const std::uint8_t* p, Record& out) {
       DeleteRecord d;
       d.proto = p[1];
       if (!valid_proto(d.proto) || !zero(p + 2, 2)) return false;
-      d.client_addr = get32(p + 4);
-      d.vip_addr = get32(p + 8);
-      d.client_port = get16(p + 12);
-      d.vip_port = get16(p + 14);
+      d.client_addr = net::load_be32(p + 4);
+      d.vip_addr = net::load_be32(p + 8);
+      d.client_port = net::load_be16(p + 12);
+      d.vip_port = net::load_be16(p + 14);
       if (d.client_addr == 0 || d.vip_addr == 0) return false;
       out = d;
       return true;
     }
     case RecordType::kResync: {
       if (!zero(p + 1, 3)) return false;
-      ResyncRecord s{get32(p + 4), get64(p + 8)};
+      ResyncRecord s{net::load_be32(p + 4), net::load_be64(p + 8)};
       if (s.resync_id == 0) return false;
       out = s;
       return true;
     }
     case RecordType::kConfig: {
       if (!zero(p + 1, 7)) return false;
-      out = ConfigRecord{get64(p + 8)};
+      out = ConfigRecord{net::load_be64(p + 8)};
       return true;
     }
   }
@@ -295,7 +272,7 @@ void Batch::finish(const Header& h, std::span<const std::uint8_t> key, std::vect
   write_header(p, hh, count_);
   if (!body_.empty()) std::memcpy(p + kHeaderBytes, body_.data(), body_.size());
   const std::size_t signed_bytes = kHeaderBytes + body_.size();
-  hmac(key, {p, signed_bytes}, p + signed_bytes);
+  hmac_sha256(key, {p, signed_bytes}, p + signed_bytes);
 }
 
 bool encode(const Message& m, std::span<const std::uint8_t> key, std::vector<std::uint8_t>& out) {
@@ -312,12 +289,12 @@ void stamp(std::span<std::uint8_t> m, std::uint8_t flags, std::uint64_t oldest, 
   if (m.size() < kHeaderBytes + kMacBytes) return;
   std::uint8_t* p = m.data();
   p[7] = flags;
-  put64(p + 24, oldest);
-  put64(p + 32, ack_epoch);
-  put64(p + 40, ack);
-  put64(p + 48, sack);
+  net::store_be64(p + 24, oldest);
+  net::store_be64(p + 32, ack_epoch);
+  net::store_be64(p + 40, ack);
+  net::store_be64(p + 48, sack);
   const std::size_t signed_bytes = m.size() - kMacBytes;
-  hmac(key, {p, signed_bytes}, p + signed_bytes);
+  hmac_sha256(key, {p, signed_bytes}, p + signed_bytes);
 }
 
 Decoder::Decoder(std::uint8_t my_unit_id, std::span<const std::uint8_t> key)
@@ -339,18 +316,18 @@ bool Decoder::decode(std::span<const std::uint8_t> m, Message& out, SyncError* e
   // Authenticate before believing any other field.
   const std::size_t signed_bytes = m.size() - kMacBytes;
   std::uint8_t mac[kMacBytes];
-  hmac(key_, m.first(signed_bytes), mac);
+  hmac_sha256(key_, m.first(signed_bytes), mac);
   if (CRYPTO_memcmp(mac, p + signed_bytes, kMacBytes) != 0) return fail(SyncError::kBadAuth, error);
 
   Header& h = out.header;
   h.unit_id = p[5];
   h.flags = p[7];
-  h.epoch = get64(p + 8);
-  h.sequence = get64(p + 16);
-  h.oldest = get64(p + 24);
-  h.ack_epoch = get64(p + 32);
-  h.ack = get64(p + 40);
-  h.sack = get64(p + 48);
+  h.epoch = net::load_be64(p + 8);
+  h.sequence = net::load_be64(p + 16);
+  h.oldest = net::load_be64(p + 24);
+  h.ack_epoch = net::load_be64(p + 32);
+  h.ack = net::load_be64(p + 40);
+  h.sack = net::load_be64(p + 48);
   if (p[6] < static_cast<std::uint8_t>(MessageKind::kData) || p[6] > static_cast<std::uint8_t>(MessageKind::kConfig))
     return fail(SyncError::kBadField, error);
   h.kind = static_cast<MessageKind>(p[6]);
@@ -365,7 +342,7 @@ bool Decoder::decode(std::span<const std::uint8_t> m, Message& out, SyncError* e
   if (h.unit_id == my_unit_id_) return fail(SyncError::kOwnUnit, error);
 
   // Records: each starts with its type, which gives its size; together they fill the body.
-  const std::size_t count = get16(p + 56);
+  const std::size_t count = net::load_be16(p + 56);
   const std::uint8_t* r = p + kHeaderBytes;
   const std::uint8_t* const end = p + signed_bytes;
   out.records.clear();
