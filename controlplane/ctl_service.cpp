@@ -77,6 +77,14 @@ void add_totals(json& j, const observe::TrafficTotals& t) {
 
 // A configured service with its traffic, when the published table has it (`counters`: the
 // table's service of that name, or null).
+// The health checks' view of one backend, or null when it has no check.
+const health::BackendHealth* health_of(const std::vector<health::BackendHealth>& all, const std::string& service,
+                                       const config::BackendConfig& b) {
+  for (const auto& h : all)
+    if (h.service == service && h.address == b.address && h.port == b.port) return &h;
+  return nullptr;
+}
+
 json service_json(const config::ServiceConfig& s, const observe::ServiceCounters* counters,
                   const std::vector<health::BackendHealth>& health) {
   json backends = json::array();
@@ -84,13 +92,12 @@ json service_json(const config::ServiceConfig& s, const observe::ServiceCounters
     json j = {{"address", b.address.to_string()}, {"port", b.port}, {"weight", b.weight}, {"enabled", b.enabled}};
     // Health: "up", "down", "unknown" (not checked yet), or "none" (no health check).
     j["health"] = "none";
-    for (const auto& h : health)
-      if (h.service == s.name && h.address == b.address && h.port == b.port) {
-        j["health"] = h.state;
-        if (!h.last_error.empty()) j["health_error"] = h.last_error;
-        j["health_checks"] = h.checks;
-        j["health_failures"] = h.failures;
-      }
+    if (const auto* h = health_of(health, s.name, b)) {
+      j["health"] = h->state;
+      if (!h->last_error.empty()) j["health_error"] = h->last_error;
+      j["health_checks"] = h->checks;
+      j["health_failures"] = h->failures;
+    }
     if (counters)
       for (const auto& c : counters->backends)
         if (c.address == b.address && c.port == b.port) add_totals(j, c.totals);
@@ -305,18 +312,17 @@ Outcome CtlService::handle(const ctl::Request& r, const ctl::Peer& peer) {
                     {"weight", b.weight},
                     {"state", !b.enabled ? "disabled" : down ? "down" : b.weight == 0 ? "drained" : "active"},
                     {"health", "none"}};
-        for (const auto& h : health)
-          if (h.service == s.name && h.address == b.address && h.port == b.port) {
-            row["health"] = h.state;
-            row["last_error"] = h.last_error;
-            row["check"] = std::string(config::to_string(s.health_check.type)) + ":" + std::to_string(h.check_port);
-            row["checks"] = h.checks;
-            row["failures"] = h.failures;
-            row["consecutive_ok"] = h.consecutive_ok;
-            row["consecutive_fail"] = h.consecutive_fail;
-            row["last_check_ms"] = h.last_duration_ms;
-            row["since_change_ms"] = h.ms_since_change;
-          }
+        if (const auto* h = health_of(health, s.name, b)) {
+          row["health"] = h->state;
+          row["last_error"] = h->last_error;
+          row["check"] = std::string(config::to_string(s.health_check.type)) + ":" + std::to_string(h->check_port);
+          row["checks"] = h->checks;
+          row["failures"] = h->failures;
+          row["consecutive_ok"] = h->consecutive_ok;
+          row["consecutive_fail"] = h->consecutive_fail;
+          row["last_check_ms"] = h->last_duration_ms;
+          row["since_change_ms"] = h->ms_since_change;
+        }
         rows.push_back(std::move(row));
       }
     }
