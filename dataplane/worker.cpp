@@ -25,9 +25,6 @@ constexpr std::uint32_t kMaxBurst = 512;
 constexpr std::uint64_t kPeriodicMs = 10;         // neighbour aging and probes
 constexpr std::uint64_t kSnapshotMs = 200;        // neighbour view for telemetry
 constexpr std::size_t kMaxProbesPerTick = 32;
-// Backends kept resolved per 10 ms tick: 1600 a second, so a pool of thousands is covered
-// well within the neighbour cache's reachable time.
-constexpr std::size_t kWarmPerTick = 16;
 constexpr unsigned kInboxSize = 1024;
 // Frames handed to this worker by the others: a few bursts from each at line rate.
 constexpr unsigned kHandoffRingSize = 4096;
@@ -396,9 +393,6 @@ void Worker::periodic(std::uint64_t now) {
   for (std::size_t p = 0; p < ports_.size(); ++p) {
     // One worker keeps the gateway resolved; the others learn it through their inbox.
     if (index_ == 0 && ports_[p].gateway) neighbours_[p].resolve(*ports_[p].gateway, now, nullptr);
-  }
-  if (index_ == 0) warm_backends(now);
-  for (std::size_t p = 0; p < ports_.size(); ++p) {
     const std::size_t n = neighbours_[p].maintain(now, probes);
     for (std::size_t i = 0; i < n; ++i) send_arp_request(p, probes[i]);
   }
@@ -407,39 +401,6 @@ void Worker::periodic(std::uint64_t now) {
   if (now >= next_snapshot_ms_) {
     publish_snapshot(now);
     next_snapshot_ms_ = now + kSnapshotMs;
-  }
-}
-
-void Worker::warm_backends(std::uint64_t now) {
-  const lb::ServiceTable* table = shared_.services->get();
-  std::size_t total = 0;
-  for (const auto& s : table->services()) total += s.backends.size();
-  for (std::size_t k = 0; k < kWarmPerTick && k < total; ++k) {
-    warm_cursor_ = (warm_cursor_ + 1) % total;
-    std::size_t i = warm_cursor_;
-    net::Ipv4Addr addr;
-    for (const auto& s : table->services()) {
-      if (i < s.backends.size()) {
-        addr = s.backends[i].addr;
-        break;
-      }
-      i -= s.backends.size();
-    }
-    // On a port's subnet only: a backend behind a router is reached through the gateway,
-    // which is kept resolved already.
-    for (std::size_t p = 0; p < ports_.size(); ++p) {
-      const LocalInterface& l = shared_.locals->get(p);
-      bool on_link = false;
-      for (std::uint8_t a = 0; a < l.count && !on_link; ++a)
-        on_link = l.prefixes[a].length < 32 && l.prefixes[a].contains(addr);
-      if (on_link) {
-        // New entries only while the cache has room to spare: warming must never evict the
-        // neighbours that traffic is using.
-        neigh::NeighbourTable& n = neighbours_[p];
-        if (n.find(addr) || n.size() < n.capacity() / 4 * 3) n.resolve(addr, now, nullptr);
-        break;
-      }
-    }
   }
 }
 

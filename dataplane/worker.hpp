@@ -141,10 +141,6 @@ class Worker {
   lb::LbContext lb_context(std::uint64_t now_ms);
   void periodic(std::uint64_t now_ms);
   void send_arp_request(std::size_t port_index, net::Ipv4Addr target);
-  // Worker 0, every tick: a slice of the services' on-link backends resolved (or kept fresh)
-  // in the neighbour caches, so that a unit that has not forwarded to them yet (a standby, a
-  // restarted unit) does not drop its first packets after a takeover while it asks by ARP.
-  void warm_backends(std::uint64_t now_ms);
   // Sends a frame the worker built itself (`len` bytes already in `m`) out of `port_index` at
   // once, counting `event` on success.
   void transmit_generated(std::size_t port_index, rte_mbuf* m, std::size_t len, Handled event);
@@ -199,7 +195,6 @@ class Worker {
   // slice (so cancel_conn_query cannot pull it away mid-slice).
   std::atomic<conntrack::ConnQuery*> query_{nullptr};
   // HA (worker 0): the generations handled so far, and the announcement being sent.
-  std::size_t warm_cursor_ = 0;  // the next backend warm_backends() looks at
   std::uint32_t advert_seen_ = 0;
   HaAdvertOut advert_;
   std::uint32_t announcement_seen_ = 0;

@@ -31,9 +31,6 @@ Unit A (id 1) is started first and becomes active; unit B (id 2) then starts as 
     with a floating source address on B), preempt on: each unit serves its group, kill -9 of A
     gives B both (both VIPs answer), A restarted takes group 1 back.
 
-  - a standby that has forwarded nothing already has the backends in its neighbour cache, and
-    serves every request after a kill -9 of the active.
-
 Every role and alarm is read through tandemlab.ha.HaStatus (the one reader of `ha status`).
 """
 
@@ -641,23 +638,3 @@ def test_active_active_each_unit_serves_its_group_and_takes_the_other_on_failure
                   interval=0.02, what="the client's ARP entry for VIP 1 to be A's again")
     vip_ok(t, t.vip, 12, "g1-back")
     vip_ok(t, vip2, 12, "g2-kept")
-
-
-def test_standby_keeps_the_backends_resolved_before_it_forwards(lab, nets):
-    """A standby has forwarded nothing, so no packet ever made it look up a backend: worker 0
-    resolves the services' on-link backends in the background, so that its first packets after
-    a takeover are not dropped while it asks by ARP (lb_neighbour_unresolved). Nobody pings the
-    units here (warm=False); the client's traffic goes through A only."""
-    t = hal.ha_lab(lab, warm=False, **nets)
-    for b in t.backends:
-        n = t.b.unit.wait_neighbour(b.ip, mac=b.mac, timeout=3.0)
-        assert n["port"] == "south0", n
-    http_ok(t, 6, tag="through-a")            # the client's ARP entry for the VIP: A's
-    c = t.b.unit.counters()
-    assert c["handled"]["lb_forwarded"] == 0 and c["handled"]["lb_new_flows"] == 0, c["handled"]
-    assert hal.role(t.b) == "standby"
-    t.a.kill()
-    hal.wait_roles(t, {"b": "active"}, timeout=2.0)
-    tl.wait_until(lambda: hal.client_neighbour_mac(t) == t.b.north_mac, timeout=1.5,
-                  interval=0.02, what="the client's ARP entry for the VIP to be B's")
-    http_ok(t, 12, tag="after-takeover")
