@@ -47,17 +47,19 @@ bool exchange(const std::string& path, const std::string& request, json& reply, 
   }
   timeval tv{.tv_sec = 30, .tv_usec = 0};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  // A server that refuses the peer answers and closes without reading, so the send may fail
+  // (EPIPE) with the refusal already waiting: read it before reporting the send error.
+  std::string send_error;
   std::size_t off = 0;
   while (off < request.size()) {
     const ssize_t n = ::send(fd, request.data() + off, request.size() - off, MSG_NOSIGNAL);
     if (n <= 0) {
-      error = std::string("send: ") + std::strerror(errno);
-      ::close(fd);
-      return false;
+      send_error = std::string("send: ") + std::strerror(errno);
+      break;
     }
     off += static_cast<std::size_t>(n);
   }
-  ::shutdown(fd, SHUT_WR);
+  if (send_error.empty()) ::shutdown(fd, SHUT_WR);
   std::string buf;
   char tmp[65536];
   for (;;) {
@@ -70,7 +72,7 @@ bool exchange(const std::string& path, const std::string& request, json& reply, 
   const std::size_t nl = buf.find('\n');
   reply = json::parse(buf.substr(0, nl), nullptr, false);
   if (nl == std::string::npos || reply.is_discarded() || !reply.is_object()) {
-    error = "no readable reply from " + path;
+    error = send_error.empty() ? "no readable reply from " + path : send_error;
     return false;
   }
   return true;
