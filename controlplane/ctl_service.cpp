@@ -1,5 +1,6 @@
 #include "controlplane/ctl_service.hpp"
 #include "controlplane/ha_service.hpp"
+#include "controlplane/sync_service.hpp"
 #include "controlplane/health_service.hpp"
 
 #include <unistd.h>
@@ -281,6 +282,11 @@ Outcome CtlService::handle(const ctl::Request& r, const ctl::Peer& peer) {
     if (!why.empty()) return refused(ErrorCode::kConflict, why);
     return changed(maintenance ? std::string("ha.maintenance ") + (on ? "on" : "off") : "ha.failover",
                    rt.ha->status());
+  }
+
+  if (r.cmd == "sync.status") {
+    if (!rt.sync) return Outcome::success({{"enabled", false}});
+    return Outcome::success(rt.sync->status());
   }
 
   if (r.cmd == "services.list") {

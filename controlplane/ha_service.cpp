@@ -16,6 +16,7 @@
 
 #include "controlplane/link_state.hpp"
 #include "controlplane/runtime.hpp"
+#include "controlplane/sync_service.hpp"
 #include "dataplane/port.hpp"
 
 namespace tandem {
@@ -108,6 +109,8 @@ std::unique_ptr<HaService> HaService::open(Runtime& rt, std::string& error) {
   std::random_device entropy;
   const std::uint64_t epoch = std::uint64_t{entropy()} << 32 | entropy();
   s->node_ = std::make_unique<ha::Node>(nc, epoch, s->now_ms());
+  // With state sync, not ready until the peer's table has arrived: never preempt before.
+  if (rt.config.sync.enabled) s->node_->set_ready(false, s->now_ms());
 
   for (const auto& t : ha.track) {
     std::string name = t.kind == config::TrackKind::kService ? "service " + t.service + " (at least " +
@@ -153,6 +156,15 @@ void HaService::run() {
       // peer alive; ticking first would declare it dead.
       receive_sync(now);
       receive_data(now);
+      // With state sync a unit is ready once it holds the peer's table (sync_service.hpp).
+      if (rt_.config.sync.enabled) {
+        const bool ready = rt_.sync && rt_.sync->ready();
+        if (ready != node_->election(0).ready()) {
+          node_->set_ready(ready, now);
+          spdlog::info("ha: this unit is {} (state sync)", ready ? "ready: it holds the peer's connections"
+                                                                 : "not ready: it does not hold the peer's connections yet");
+        }
+      }
       node_->tick(now);
       if (now >= node_->next_advert_ms()) send_advert(now);
       apply_events(now);

@@ -17,6 +17,7 @@
 #include "dataplane/ha_link.hpp"
 #include "dataplane/local_tables.hpp"
 #include "dataplane/port.hpp"
+#include "dataplane/sync_link.hpp"
 #include "dataplane/worker.hpp"
 
 struct rte_mempool;
@@ -25,6 +26,7 @@ namespace tandem {
 
 class HaService;
 class HealthService;
+class SyncService;
 
 struct Runtime {
   std::string config_path;
@@ -41,6 +43,8 @@ struct Runtime {
   std::vector<std::unique_ptr<xdp::Steering>> steering;  // per port; null without XDP steering
   std::unique_ptr<dpdk::HaLink> ha_link;  // with [ha]: what the HA thread shares with the workers
   HaService* ha = nullptr;                // with [ha], while it runs: status and operator requests
+  std::unique_ptr<dpdk::SyncLink> sync_link;  // with [sync]: the workers' rings to the sync thread
+  SyncService* sync = nullptr;                // with [sync], while it runs: status, readiness
   HealthService* health = nullptr;        // while it runs: backend health checks
   // Healthy backends of a service (for [[ha.track]] service = NAME): set by the health checks.
   // Unset: every enabled backend with a weight counts.

@@ -22,6 +22,7 @@
 #include "controlplane/ctl/access.hpp"
 #include "controlplane/ctl_service.hpp"
 #include "controlplane/ha_service.hpp"
+#include "controlplane/sync_service.hpp"
 #include "controlplane/health_service.hpp"
 #include "controlplane/observe/counters_report.hpp"
 #include "controlplane/observe/metrics_server.hpp"
@@ -146,6 +147,7 @@ void stop_ports(Runtime& rt) {
     rt.steering.clear();
     rt.workers.clear();
     rt.ha_link.reset();
+    rt.sync_link.reset();
     rt.locals.reset();
     rt.rcu.reset();
   }
@@ -256,6 +258,18 @@ int run(config::Config cfg, const std::string& config_path) {
     }
     rt.ha_link->set_owned_groups(0);  // nothing is served until an election says so
   }
+  if (c.sync.enabled) {
+    try {
+      // A few milliseconds of changes at a worker's full rate of new connections.
+      rt.sync_link = std::make_unique<dpdk::SyncLink>(static_cast<unsigned>(rte_lcore_count()), 16384,
+                                                      c.sync.refresh_ms);
+    } catch (const std::exception& e) {
+      spdlog::critical("sync: {}", e.what());
+      stop_ports(rt);
+      dpdk::eal_cleanup();
+      return 1;
+    }
+  }
   rt.rcu = std::make_unique<dpdk::QsbrDomain>(n_workers);
   rt.locals = std::make_unique<dpdk::LocalTables>(*rt.rcu);
   {
@@ -288,7 +302,7 @@ int run(config::Config cfg, const std::string& config_path) {
   RTE_LCORE_FOREACH(lcore) lcores.push_back(lcore);
   const dpdk::WorkerShared shared{.pool = pool, .locals = rt.locals.get(), .services = &rt.services,
                                   .rcu = rt.rcu.get(), .stop = &rt.stop, .workers = static_cast<unsigned>(lcores.size()),
-                                  .ha = rt.ha_link.get()};
+                                  .ha = rt.ha_link.get(), .sync = rt.sync_link.get()};
   std::random_device entropy;
   for (unsigned i = 0; i < lcores.size(); ++i) {
     // A random hash seed per table: senders cannot aim many flows at one index slot.
@@ -344,6 +358,21 @@ int run(config::Config cfg, const std::string& config_path) {
     }
   }
 
+  // The state-sync socket too.
+  std::unique_ptr<SyncService> sync;
+  if (c.sync.enabled) {
+    sync = SyncService::open(rt, err);
+    if (!sync) {
+      spdlog::critical("sync: {}", err);
+      ha.reset();
+      ctl.reset();
+      metrics.reset();
+      stop_ports(rt);
+      dpdk::eal_cleanup();
+      return 1;
+    }
+  }
+
   // Worker 0 runs on the main lcore; the control thread is an ordinary (non-EAL) thread.
   for (unsigned i = 1; i < lcores.size(); ++i)
     rte_eal_remote_launch(dpdk::Worker::lcore_main, rt.workers[i].get(), lcores[i]);
@@ -366,6 +395,7 @@ int run(config::Config cfg, const std::string& config_path) {
   } catch (const std::exception& e) {
     spdlog::error("health: checks not running: {}", e.what());
   }
+  if (sync) sync->start();  // before HA, which asks it whether this unit is ready
   if (ha) ha->start();
   if (ctl) {
     ctl->start();
@@ -385,6 +415,8 @@ int run(config::Config cfg, const std::string& config_path) {
   ctl.reset();      // its thread ends with rt.stop; removes the socket
   rt.ha = nullptr;  // nobody asks it any more (ctl and metrics are gone)
   ha.reset();       // its thread ended with rt.stop (after telling the peer)
+  rt.sync = nullptr;
+  sync.reset();     // its thread ended with rt.stop
   health.reset();   // stops the checks before the workers go
 
   log_counters(rt, "final counters");

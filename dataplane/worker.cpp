@@ -36,17 +36,23 @@ constexpr std::size_t kMinExpirePerTick = 256;
 // microseconds), and the longest idle sleep before a posted query is noticed.
 constexpr std::size_t kQuerySlice = 16384;
 constexpr std::uint32_t kMaxSleepSliceUs = 1000;
+// State sync: peer records applied per loop, and table entries streamed per loop in a bulk
+// resync (a few microseconds each: the fast path keeps its latency while a resync runs).
+constexpr unsigned kApplyPerLoop = 256;
+constexpr std::size_t kResyncSlice = 512;
 
 // What Worker::query_ holds while a slice runs: never a real query.
 conntrack::ConnQuery g_query_running;
 conntrack::ConnQuery* const kQueryRunning = &g_query_running;
 
-std::uint64_t now_ms() {
+std::uint64_t now_ms() { return monotonic_ms(); }
+
+}  // namespace
+
+std::uint64_t monotonic_ms() {
   static const std::uint64_t ticks_per_ms = rte_get_tsc_hz() / 1000;
   return rte_rdtsc() / ticks_per_ms;
 }
-
-}  // namespace
 
 Worker::Worker(unsigned index, const WorkerSettings& settings, const std::vector<WorkerPort>& ports,
                const neigh::NeighbourConfig& neighbour_config, const conntrack::ConnTableConfig& conn_config,
@@ -113,12 +119,13 @@ void Worker::run() {
     // One relaxed load when no query is pending; a query slice is work, so no back-off then.
     conntrack::ConnQuery* const q = query_.load(std::memory_order_relaxed);
     const bool queried = q != nullptr && run_conn_query(q);
+    const bool synced = shared_.sync && sync_duties(now);
 
     counters_.polls.add();
     if (received != 0) {
       counters_.busy_polls.add();
       idle_polls = 0;
-    } else if (settings_.idle_backoff && !queried) {
+    } else if (settings_.idle_backoff && !queried && !synced) {
       // Spin a little (traffic often comes in bursts), then give the core away.
       if (++idle_polls < settings_.idle_polls_before_sleep) {
         rte_pause();
@@ -179,7 +186,8 @@ lb::LbContext Worker::lb_context(std::uint64_t now) {
           .worker = static_cast<std::uint16_t>(index_),
           .workers = static_cast<std::uint16_t>(shared_.workers),
           .now_ms = now,
-          .owned_groups = shared_.ha ? shared_.ha->owned_groups() : ~std::uint64_t{0}};
+          .owned_groups = shared_.ha ? shared_.ha->owned_groups() : ~std::uint64_t{0},
+          .sync = shared_.sync ? &sync_log_ : nullptr};
 }
 
 void Worker::poll_port(std::size_t port_index, std::uint64_t now, std::uint32_t& received) {
@@ -241,6 +249,7 @@ void Worker::process_burst(rte_mbuf** pkts, unsigned n, std::optional<std::size_
   }
   free_done();
   flush_tx();
+  flush_sync();
 }
 
 std::size_t Worker::port_index_of(std::uint16_t port_id) const {
@@ -397,10 +406,120 @@ void Worker::periodic(std::uint64_t now) {
     for (std::size_t i = 0; i < n; ++i) send_arp_request(p, probes[i]);
   }
   // The part of the table ever used, about once a second (conn_table.hpp: extent()).
-  conns_.expire(now, std::max(kMinExpirePerTick, conns_.extent() * kSweepsPerSecond * kPeriodicMs / 1000));
+  const std::size_t examine = std::max(kMinExpirePerTick, conns_.extent() * kSweepsPerSecond * kPeriodicMs / 1000);
+  if (shared_.sync) {
+    // The peer learns of every end of a connection this unit carried (its copy would expire
+    // too, but later, and a closed connection's entry must not outlive it on the new active).
+    // In slices the delta log holds (the sweep is incremental: slices add up to one call).
+    for (std::size_t left = examine; left != 0;) {
+      const std::size_t slice = std::min<std::size_t>(left, conntrack::ConnDeltaLog::kCapacity);
+      conns_.expire(now, slice, [&](const conntrack::ConnEntry& e) {
+        if (!conntrack::pure_replica(e)) sync_log_.push(conntrack::make_delta(conntrack::DeltaKind::kDelete, e, now));
+      });
+      flush_sync();
+      left -= slice;
+    }
+    refresh_slice(now, examine);
+    flush_sync();
+  } else {
+    conns_.expire(now, examine);
+  }
   if (now >= next_snapshot_ms_) {
     publish_snapshot(now);
     next_snapshot_ms_ = now + kSnapshotMs;
+  }
+}
+
+bool Worker::sync_duties(std::uint64_t now) {
+  const bool applied = apply_peer_records(now);
+  const bool streamed = resync_slice(now);
+  flush_sync();
+  return applied || streamed;
+}
+
+void Worker::flush_sync() {
+  if (sync_log_.empty()) return;
+  shared_.sync->emit(index_, sync_log_.data(), static_cast<unsigned>(sync_log_.size()));
+  sync_log_.clear();
+}
+
+bool Worker::apply_peer_records(std::uint64_t now) {
+  std::array<sync::ConnRecord, kApplyPerLoop> in;
+  const unsigned n = shared_.sync->take_records(index_, in.data(), kApplyPerLoop);
+  if (n == 0) return false;
+  WorkerSyncCounters& c = shared_.sync->counters(index_);
+  const lb::ServiceTable& services = *shared_.services->get();
+  for (unsigned i = 0; i < n; ++i) {
+    const sync::ConnRecord& r = in[i];
+    sync::ApplyResult result;
+    if (r.type == sync::RecordType::kDelete) {
+      const sync::DeleteRecord d{.proto = r.proto, .client_addr = r.client_addr, .vip_addr = r.vip_addr,
+                                 .client_port = r.client_port, .vip_port = r.vip_port};
+      result = sync::apply(conns_, d);
+    } else {
+      result = sync::apply(conns_, r, services, now);
+      bool split = false;
+      if (shared_.workers > 1) sync::record_owner(r, services, static_cast<std::uint16_t>(shared_.workers), &split);
+      if (split) c.split.add();
+    }
+    c.applied[static_cast<std::size_t>(result)].add();
+  }
+  c.records_in.add(n);
+  return true;
+}
+
+bool Worker::resync_slice(std::uint64_t now) {
+  const std::uint32_t generation = shared_.sync->resync_generation();
+  if (generation != resync_seen_) {  // (re)start: a newer request replaces one in progress
+    resync_seen_ = generation;
+    resyncing_ = true;
+    resync_cursor_ = 0;
+    resync_count_ = 0;
+  }
+  if (!resyncing_) return false;
+  // Streams only what the ring takes now (and the marker), so a resync never drops; live
+  // changes logged before go first, so the stream keeps the order things happened in.
+  flush_sync();
+  const unsigned room = shared_.sync->room(index_);
+  if (room < 2) return true;
+  const std::size_t end = conns_.extent();
+  std::size_t budget = std::min<std::size_t>(room - 1, kResyncSlice);
+  std::size_t examined = 0;
+  while (resync_cursor_ < end && budget != 0 && examined < 4 * kResyncSlice) {
+    conntrack::ConnEntry& e = conns_.entry_at(resync_cursor_++);
+    ++examined;
+    if (!(e.flags & conntrack::kConnInUse)) continue;
+    conntrack::ConnDelta d = conntrack::make_delta(conntrack::DeltaKind::kResync, e, now);
+    d.aux = generation;
+    sync_log_.push(d);
+    --budget;
+    ++resync_count_;
+  }
+  if (resync_cursor_ >= end && budget != 0) {
+    conntrack::ConnDelta done;
+    done.kind = conntrack::DeltaKind::kResyncDone;
+    done.emitted_ms = now;
+    done.aux = std::uint64_t{generation} << 32 | (resync_count_ & 0xffffffffu);
+    sync_log_.push(done);
+    shared_.sync->counters(index_).resync_entries.add(resync_count_);
+    resyncing_ = false;
+  }
+  return true;
+}
+
+void Worker::refresh_slice(std::uint64_t now, std::size_t examine) {
+  const std::uint64_t period = shared_.sync->refresh_ms();
+  const std::size_t end = conns_.extent();
+  if (end == 0 || period == 0) return;
+  for (std::size_t k = 0; k < examine && k < end; ++k) {
+    if (refresh_cursor_ >= end) refresh_cursor_ = 0;
+    conntrack::ConnEntry& e = conns_.entry_at(refresh_cursor_++);
+    if (!(e.flags & conntrack::kConnInUse) || conntrack::pure_replica(e)) continue;
+    // Carried packets since it was last sent, and that was a refresh period ago.
+    if (e.last_seen_ms > e.synced_ms && now >= e.synced_ms + period) {
+      if (sync_log_.size() + 1 >= conntrack::ConnDeltaLog::kCapacity) flush_sync();
+      sync_log_.emit(conntrack::DeltaKind::kUpdate, e, now);
+    }
   }
 }
 

@@ -19,12 +19,17 @@
 #include "dataplane/local_stack.hpp"
 #include "dataplane/local_tables.hpp"
 #include "dataplane/neigh/neighbour_table.hpp"
+#include "dataplane/sync_link.hpp"
 
 struct rte_mempool;
 struct rte_mbuf;
 struct rte_ring;
 
 namespace tandem::dpdk {
+
+// The workers' clock (milliseconds, TSC-based): connection times are in it, so whoever turns
+// them into ages (the state-sync thread) reads this one.
+std::uint64_t monotonic_ms();
 
 struct WorkerSettings {
   std::uint32_t burst_size = 32;
@@ -71,6 +76,7 @@ struct WorkerShared {
   const std::atomic<bool>* stop = nullptr;
   unsigned workers = 1;
   HaLink* ha = nullptr;  // null without [ha]: every group is owned, nothing is advertised
+  SyncLink* sync = nullptr;  // null without state sync: nothing replicated, nothing applied
 };
 
 class Worker {
@@ -158,6 +164,15 @@ class Worker {
   bool run_conn_query(conntrack::ConnQuery* q);
   // The idle back-off's sleep, cut short when a connection query is posted.
   void idle_sleep();
+  // State sync, every loop: apply the peer's records, stream a slice of a bulk resync, hand
+  // the changes logged since to the sync thread. True when there was work.
+  bool sync_duties(std::uint64_t now_ms);
+  void flush_sync();
+  bool apply_peer_records(std::uint64_t now_ms);
+  bool resync_slice(std::uint64_t now_ms);
+  // Re-sends busy connections not sent for refresh_ms, a slice per periodic tick (the peer's
+  // copy would otherwise expire while the connection lives on here).
+  void refresh_slice(std::uint64_t now_ms, std::size_t examine);
 
   unsigned index_;
   WorkerSettings settings_;
@@ -194,6 +209,13 @@ class Worker {
   // The posted connection query: null, the query, or kQueryRunning while the worker runs a
   // slice (so cancel_conn_query cannot pull it away mid-slice).
   std::atomic<conntrack::ConnQuery*> query_{nullptr};
+  // State sync: this burst's changes, the bulk resync being streamed, the refresh scan.
+  conntrack::ConnDeltaLog sync_log_;
+  std::uint32_t resync_seen_ = 0;
+  bool resyncing_ = false;
+  std::size_t resync_cursor_ = 0;
+  std::uint64_t resync_count_ = 0;
+  std::size_t refresh_cursor_ = 0;
   // HA (worker 0): the generations handled so far, and the announcement being sent.
   std::uint32_t advert_seen_ = 0;
   HaAdvertOut advert_;

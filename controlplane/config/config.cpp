@@ -27,6 +27,7 @@ const char* to_string(PortRole r) {
   return "unknown";
 }
 
+const char* to_string(SyncMode) { return "async"; }
 const char* to_string(L4Protocol p) { return p == L4Protocol::kTcp ? "tcp" : "udp"; }
 
 const char* to_string(HealthCheckType t) {
@@ -555,6 +556,54 @@ void read_ha(TableReader& root, Config& c) {
            [&](const toml::table& tt, std::size_t, const std::string& tpath) { read_ha_track(tt, tpath, r, c); });
 }
 
+// Read after [ha], whose sync link and key it defaults to.
+void read_sync(TableReader& root, Config& c) {
+  const toml::table* t = root.table("sync");
+  SyncConfig& s = c.sync;
+  s.enabled = c.ha.enabled;
+  if (t) {
+    TableReader r(*t, "sync", root.file(), root.errors());
+    if (!c.ha.enabled) r.error_at(t->source(), "sync", "needs an [ha] table: state is replicated to the HA peer");
+    r.boolean("enabled", s.enabled);
+    r.string("listen", s.listen, false, [](const std::string& v) { return check_listen(v); });
+    r.string("peer", s.peer, false, [](const std::string& v) { return check_listen(v); });
+    std::string mode = "async";
+    r.string("mode", mode, false, [](const std::string& v) {
+      return v == "async" ? std::string()
+                          : "must be \"async\" (\"sync\", holding a new flow until the peer acked it, is not built yet)";
+    });
+    r.integer("refresh_ms", s.refresh_ms, 100, 3'600'000);
+    r.integer("flush_ms", s.flush_ms, 1, 100);
+    r.integer("budget", s.budget, 200, 8972);  // a 9000-byte jumbo frame's UDP payload
+    r.string("key", s.key, false, [](const std::string& v) { return v.size() >= 16 ? "" : "must be at least 16 bytes"; });
+    r.string("key_file", s.key_file, false, [](const std::string& v) {
+      return !v.empty() && v.front() == '/' ? "" : "must be an absolute path";
+    });
+    if (r.has("key") && r.has("key_file")) r.error("key_file", "give key or key_file, not both");
+    const std::uint64_t shortest = std::min<std::uint64_t>(c.conntrack.timeouts.udp_ms, c.conntrack.timeouts.established_ms);
+    if (s.enabled && s.refresh_ms >= shortest)
+      r.error("refresh_ms", "must be shorter than the shortest idle timeout of a live connection (" +
+                                std::to_string(shortest) + " ms), or the peer's copy expires first");
+  }
+  if (!c.ha.enabled) {
+    s.enabled = false;
+    return;
+  }
+  if (s.key.empty() && s.key_file.empty()) {
+    s.key = c.ha.key;
+    s.key_file = c.ha.key_file;
+  }
+  const auto plus_one = [](net::Ipv4Addr a, std::uint16_t port) {
+    return a.to_string() + ":" + std::to_string(port == 65535 ? 65535 : port + 1);
+  };
+  if (s.listen.empty() && !c.ha.sync_listen.empty()) s.listen = plus_one(c.ha.sync_address, c.ha.sync_port);
+  if (s.peer.empty() && !c.ha.sync_peer.empty()) s.peer = plus_one(c.ha.sync_peer_address, c.ha.sync_peer_port);
+  if (!s.listen.empty()) check_listen(s.listen, &s.address, &s.port);
+  if (!s.peer.empty()) check_listen(s.peer, &s.peer_address, &s.peer_port);
+  if (s.enabled && !s.listen.empty() && s.listen == c.ha.sync_listen)
+    root.error("sync", "[sync] listen " + s.listen + " is [ha] sync_listen: state sync needs a port of its own");
+}
+
 void check_ha_references(TableReader& root, Config& c) {
   if (!c.ha.enabled) {
     for (std::size_t i = 0; i < c.services.size(); ++i)
@@ -785,6 +834,7 @@ ParseResult parse_config(std::string_view text, const std::string& source_name) 
     read_ctl(r, c);
     read_ports(r, c);
     read_ha(r, c);
+    read_sync(r, c);
     read_services(r, c);
     check_ha_references(r, c);
   }  // the reader reports unknown top-level keys here

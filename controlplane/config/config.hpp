@@ -240,6 +240,26 @@ struct HaConfig {
   bool operator==(const HaConfig&) const = default;
 };
 
+// [sync]: connection-state replication to the peer (docs/sync-protocol.md). Needs [ha].
+enum class SyncMode : std::uint8_t { kAsync };
+struct SyncConfig {
+  bool enabled = false;  // [ha] present and not `enabled = false`
+  // UDP on the sync link. Defaults: [ha] sync_listen's and sync_peer's addresses, their port + 1.
+  std::string listen;
+  std::string peer;
+  net::Ipv4Addr address, peer_address;  // parsed from the two above
+  std::uint16_t port = 0, peer_port = 0;
+  SyncMode mode = SyncMode::kAsync;
+  std::uint32_t refresh_ms = 10'000;  // a busy connection is re-sent at least this often
+  std::uint32_t flush_ms = 1;         // an open batch waits at most this long
+  std::uint32_t budget = 1400;        // UDP payload bytes per message
+  std::string key;       // default: [ha]'s key (key_file likewise)
+  std::string key_file;
+
+  bool operator==(const SyncConfig&) const = default;
+};
+const char* to_string(SyncMode m);
+
 struct LogConfig {
   std::string level = "info";
 
@@ -258,6 +278,7 @@ struct Config {
   MetricsConfig metrics;
   CtlConfig ctl;
   HaConfig ha;
+  SyncConfig sync;
   std::vector<PortConfig> ports;
   std::vector<ServiceConfig> services;
 

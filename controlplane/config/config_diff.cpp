@@ -16,6 +16,7 @@ ConfigDiff diff_configs(const Config& running, const Config& next) {
   restart_if(running.metrics != next.metrics, "metrics");
   restart_if(running.ctl != next.ctl, "ctl");
   restart_if(running.ha != next.ha, "ha");
+  restart_if(running.sync != next.sync, "sync");
   d.services_changed = running.services != next.services;
   d.blocklist_changed = running.xdp.blocklist != next.xdp.blocklist;
   d.log_level_changed = running.log.level != next.log.level;

@@ -155,11 +155,22 @@ std::string to_toml(const Config& c) {
   root["ctl"].as_table()->insert("mode", std::move(mode));
   root.insert("port", array_of(c.ports, port_table));
   if (c.ha.enabled) root.insert("ha", ha_table(c.ha));
+  if (c.ha.enabled) {
+    const SyncConfig& s = c.sync;
+    toml::table st{{"enabled", s.enabled},          {"listen", s.listen},
+                   {"peer", s.peer},                {"mode", to_string(s.mode)},
+                   {"refresh_ms", i64(s.refresh_ms)}, {"flush_ms", i64(s.flush_ms)},
+                   {"budget", i64(s.budget)}};
+    // As for [ha]: a key file is named, an inline key (a secret) is left out; a key equal to
+    // [ha]'s is the default and not repeated.
+    if (!s.key_file.empty() && s.key_file != c.ha.key_file) st.insert("key_file", s.key_file);
+    root.insert("sync", std::move(st));
+  }
   if (!c.services.empty()) root.insert("service", array_of(c.services, service_table));
   // Sections in the order of docs/configuration.md (a toml::table sorts its keys).
   std::ostringstream out;
   out << "# tandemd " << TANDEM_VERSION << ": the running configuration of unit " << c.unit.name << "\n";
-  for (const char* section : {"unit", "eal", "worker", "neighbour", "log", "metrics", "ctl", "xdp", "port", "ha", "conntrack",
+  for (const char* section : {"unit", "eal", "worker", "neighbour", "log", "metrics", "ctl", "xdp", "port", "ha", "sync", "conntrack",
                               "service"}) {
     toml::table one;
     if (auto* t = root[section].as_table()) one.insert(section, std::move(*t));

@@ -81,6 +81,7 @@ constexpr CommandSpec kCommands[] = {
     {"ha.status", kNoArgs, false, "HA roles per group, the peer on each path, tracking, the last failovers"},
     {"ha.failover", kNoArgs, true, "hand every group this unit is active for to the peer now"},
     {"ha.maintenance", kHaMaintenance, true, "on: give the groups up and stay standby; off: serve again"},
+    {"sync.status", kNoArgs, false, "state sync: peer, sequence numbers, lag, bulk resync, apply results, errors"},
 };
 
 constexpr std::array<std::string_view, 7> kLogLevels = {"trace", "debug", "info", "warn", "error", "critical", "off"};

@@ -6,6 +6,53 @@ namespace tandem::observe {
 
 using prometheus::MetricType;
 
+void add_sync_metrics(prometheus::Exposition& e, const nlohmann::json& s) {
+  const auto num = [](const nlohmann::json& v) { return v.is_number() ? v.get<double>() : 0.0; };
+  e.family("tandem_sync_ready", "1 when this unit holds the peer's connections (its bulk resync completed).",
+           MetricType::kGauge)
+      .add({}, s.value("ready", false) ? 1 : 0);
+  e.family("tandem_sync_alarm", "1 while messages on the sync link fail authentication.", MetricType::kGauge)
+      .add({}, s.value("alarm", false) ? 1 : 0);
+  const auto& lag = s["lag"];
+  e.family("tandem_sync_lag_entries", "Changes handed to the sync thread and not yet acked by the peer (RPO, entries).",
+           MetricType::kGauge)
+      .add({}, num(lag["entries"]));
+  e.family("tandem_sync_lag_ms", "Age of the oldest change not yet acked by the peer (RPO, time).", MetricType::kGauge)
+      .add({}, num(lag["ms"]));
+  e.family("tandem_sync_lag_max_ms", "The largest replication lag seen since the start.", MetricType::kGauge)
+      .add({}, num(lag["max_ms"]));
+  const auto& send = s["send"];
+  const auto& recv = s["receive"];
+  const auto counter = [&](const char* name, const char* help, double v) {
+    e.family(name, help, MetricType::kCounter).add({}, v);
+  };
+  counter("tandem_sync_messages_sent_total", "Sequenced messages sent (first transmissions).", num(send["messages"]));
+  counter("tandem_sync_records_sent_total", "Connection records sent.", num(send["records"]));
+  counter("tandem_sync_retransmits_total", "Messages sent again (not acked in time, or a hole the selective ack showed).",
+          num(send["retransmits"]));
+  counter("tandem_sync_gave_up_total", "Messages given up after the last retransmission.", num(send["gave_up"]));
+  counter("tandem_sync_backpressure_total", "Records the full send window refused for a while.", num(send["backpressure"]));
+  counter("tandem_sync_ring_dropped_total", "Changes lost: a worker's ring to the sync thread was full.",
+          num(send["ring_dropped"]));
+  counter("tandem_sync_messages_received_total", "Authentic, valid messages from the peer.", num(recv["messages"]));
+  counter("tandem_sync_messages_skipped_total", "Messages the peer gave up on before they arrived (a gap: resync).",
+          num(recv["skipped"]));
+  auto& errors = e.family("tandem_sync_errors_total", "Messages refused, by reason (bad_auth: wrong key).",
+                          MetricType::kCounter);
+  for (const auto& [reason, n] : s["errors"].items()) errors.add({{"reason", reason}}, num(n));
+  auto& apply = e.family("tandem_sync_apply_total", "The peer's records applied by the workers, by result.",
+                         MetricType::kCounter);
+  for (const char* r : {"created", "refreshed", "deleted", "absent", "conflict", "table_full", "bad_record"})
+    apply.add({{"result", r}}, num(s["apply"][r]));
+  const auto& resync = s["resync"];
+  counter("tandem_sync_resyncs_completed_total", "Bulk resyncs this unit received whole.", num(resync["completed"]));
+  counter("tandem_sync_resyncs_served_total", "Bulk resyncs this unit sent the peer.", num(resync["served"]));
+  const auto& cfg = s["config"];
+  e.family("tandem_sync_config_match", "1 when the peer's services equal this unit's, 0 when they differ (a conflict).",
+           MetricType::kGauge)
+      .add({}, cfg["match"].is_boolean() ? (cfg["match"].get<bool>() ? 1 : 0) : 1);
+}
+
 void add_ha_metrics(prometheus::Exposition& e, const HaMetrics& m) {
   auto& role = e.family("tandem_ha_role", "1 for this unit's role in each VIP group (init, standby, active, maintenance).",
                         MetricType::kGauge);

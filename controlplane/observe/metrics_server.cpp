@@ -19,6 +19,7 @@
 
 #include "controlplane/health_service.hpp"
 #include "controlplane/observe/ha_metrics.hpp"
+#include "controlplane/sync_service.hpp"
 #include "controlplane/observe/service_metrics.hpp"
 #include "controlplane/runtime.hpp"
 
@@ -35,6 +36,7 @@ prometheus::Exposition gather_metrics(const Runtime& rt) {
 
   // Before control_mutex: the HA thread takes its own lock, then control_mutex.
   if (rt.ha) add_ha_metrics(e, rt.ha->metrics());
+  if (rt.sync) add_sync_metrics(e, rt.sync->status());
   if (rt.health) add_health_metrics(e, rt.health->snapshot());
 
   std::lock_guard lock(rt.control_mutex);

@@ -38,11 +38,6 @@ FlowKey reply_key(const ConnRecord& r) {
 
 std::uint64_t ago(std::uint64_t now_ms, std::uint64_t age_ms) { return now_ms > age_ms ? now_ms - age_ms : 0; }
 
-// The entry has carried no packet on this unit: everything in it came from the peer.
-bool pure_replica(const ConnEntry& e) {
-  return (e.flags & conntrack::kConnFromPeer) && e.packets[0] == 0 && e.packets[1] == 0;
-}
-
 }  // namespace
 
 const char* to_string(ApplyResult r) {
@@ -57,10 +52,14 @@ const char* to_string(ApplyResult r) {
   return "?";
 }
 
+std::uint16_t record_owner(const ConnRecord& r, std::uint16_t workers) {
+  return r.mode == ForwardMode::kFullNat ? lb::local_port_owner(r.local_port, workers)
+                                         : lb::client_owner(r.client_addr, r.client_port, workers);
+}
+
 std::uint16_t record_owner(const ConnRecord& r, const lb::ServiceTable& services, std::uint16_t workers,
                            bool* split) {
-  const std::uint16_t owner = r.mode == ForwardMode::kFullNat ? lb::local_port_owner(r.local_port, workers)
-                                                              : lb::client_owner(r.client_addr, r.client_port, workers);
+  const std::uint16_t owner = record_owner(r, workers);
   if (split) {
     // Where the fast path sends each direction now (flow_owner is what the workers run). The
     // client's packets count only when they are forwarded at all (the service exists here).

@@ -68,6 +68,9 @@ struct ApplyCounts {
 // entry is still placed by the rule above; the caller counts the split.
 std::uint16_t record_owner(const ConnRecord& r, const lb::ServiceTable& services, std::uint16_t workers,
                            bool* split = nullptr);
+// The same owner without the split check (the sync thread routes records with it; the worker
+// that applies a record checks the split against the table it forwards with).
+std::uint16_t record_owner(const ConnRecord& r, std::uint16_t workers);
 
 // The worker whose table holds the entry a delete names: client_owner(client address, port).
 // A delete carries only the original key, so for fullnat this is the entry's owner exactly when

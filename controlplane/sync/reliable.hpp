@@ -189,6 +189,8 @@ class Endpoint {
 
   // --- state ---
   std::size_t in_flight() const { return send_.in_flight(); }
+  // The sequence the open batch (a record add()ed now) will be sent under.
+  std::uint64_t next_sequence() const { return send_.next_sequence(); }
   bool window_full() const { return send_.full(); }
   std::uint64_t epoch() const { return config_.epoch; }
   std::uint64_t peer_epoch() const { return decoder_.peer_epoch(); }

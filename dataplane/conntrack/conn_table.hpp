@@ -73,6 +73,9 @@ struct alignas(32) ConnEntry {
   std::uint64_t last_seen_ms = 0;
   std::uint64_t packets[2] = {0, 0};  // indexed by FlowDir
   std::uint64_t bytes[2] = {0, 0};
+  // State sync: when a change of this entry was last handed to the sync thread (0: never). A
+  // busy entry is re-sent when it is older than the refresh period (conn_delta.hpp).
+  std::uint64_t synced_ms = 0;
 
   FlowKey original_key() const {
     return {.src_addr = client_addr, .dst_addr = vip_addr, .src_port = client_port,
@@ -86,6 +89,12 @@ struct alignas(32) ConnEntry {
 };
 // 96 bytes at 32-byte alignment: every entry spans exactly two cache lines, never three.
 static_assert(sizeof(ConnEntry) == 96, "ConnEntry grew: update the memory figures in the docs");
+
+// An entry installed by state sync that has carried no packet on this unit: the peer's copy,
+// which only the peer's records change (sync/apply.hpp) and which this unit never replicates back.
+inline bool pure_replica(const ConnEntry& e) {
+  return (e.flags & kConnFromPeer) && e.packets[0] == 0 && e.packets[1] == 0;
+}
 
 // What the caller decides about a new connection; the addresses come from the two keys.
 struct ConnParams {

@@ -11,6 +11,7 @@ namespace {
 using Action = LbVerdict::Action;
 using conntrack::FlowDir;
 using conntrack::FlowKey;
+using conntrack::DeltaKind;
 using conntrack::ForwardMode;
 
 constexpr int kLocalPortAttempts = 64;
@@ -139,7 +140,9 @@ TANDEM_HOT_INLINE LbVerdict forward_original(std::uint8_t* frame, std::uint32_t&
     conntrack::ConnEntry& e = *hit.entry;
     const conntrack::TcpState before = e.state;
     const bool changed = ctx.conns->update(e, FlowDir::kOriginal, p.tcp_flags, len, ctx.now_ms);
-    if (!(changed && conntrack::tcp_reopened(before, e.state))) {
+    const bool reopened = changed && conntrack::tcp_reopened(before, e.state);
+    if (ctx.sync && changed) ctx.sync->emit(reopened ? DeltaKind::kDelete : DeltaKind::kUpdate, e, ctx.now_ms);
+    if (!reopened) {
       // An existing flow keeps its backend whatever the Maglev table says now.
       return to_backend(frame, len, p, ctx, e.mode, net::Ipv4Addr{e.backend_addr}, e.backend_port,
                         net::Ipv4Addr{e.local_addr}, e.local_port, false);
@@ -195,6 +198,7 @@ TANDEM_HOT_INLINE LbVerdict forward_original(std::uint8_t* frame, std::uint32_t&
     return v;
   }
   ctx.conns->update(*ins.entry, FlowDir::kOriginal, p.tcp_flags, len, ctx.now_ms);
+  if (ctx.sync) ctx.sync->emit(DeltaKind::kCreate, *ins.entry, ctx.now_ms);
   v = to_backend(frame, len, p, ctx, svc.mode, b->addr, backend_port, local, local_port, true);
   if (mid_flow && v.action == Action::kTransmit) v.event = Handled::kLbMidFlowFlows;
   return v;
@@ -202,7 +206,8 @@ TANDEM_HOT_INLINE LbVerdict forward_original(std::uint8_t* frame, std::uint32_t&
 
 TANDEM_HOT_INLINE LbVerdict forward_reply(std::uint8_t* frame, std::uint32_t& len, net::ParsedPacket& p,
                                           LbContext& ctx, conntrack::ConnEntry& e) {
-  ctx.conns->update(e, FlowDir::kReply, p.tcp_flags, len, ctx.now_ms);
+  if (ctx.conns->update(e, FlowDir::kReply, p.tcp_flags, len, ctx.now_ms) && ctx.sync)
+    ctx.sync->emit(DeltaKind::kUpdate, e, ctx.now_ms);
   DropReason reason = DropReason::kCount;
   Hop hop;
   if (!next_hop(ctx, net::Ipv4Addr{e.client_addr}, hop, reason)) return drop(reason);

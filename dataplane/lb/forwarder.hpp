@@ -11,6 +11,7 @@
 #include <optional>
 #include <span>
 
+#include "dataplane/conntrack/conn_delta.hpp"
 #include "dataplane/conntrack/conn_table.hpp"
 #include "dataplane/counters.hpp"
 #include "dataplane/lb/service_table.hpp"
@@ -41,6 +42,9 @@ struct LbContext {
   // HA: the VIP groups this unit serves (bit g: group g). A standby's VIP traffic is dropped
   // (lb_not_active); without HA every group is owned.
   std::uint64_t owned_groups = ~std::uint64_t{0};
+  // State sync: every connection created, changing TCP state or ended here is logged for the
+  // peer (null: not replicated).
+  conntrack::ConnDeltaLog* sync = nullptr;
 };
 
 struct LbVerdict {
