@@ -683,3 +683,100 @@ TEST(ConfigHaToToml, ADisabledHealthCheckWithSettingsRoundTrips) {
 }
 
 }  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// [sync]: state replication, on by default with [ha].
+
+TEST(ConfigSync, OnByDefaultWithHaOnTheSyncLinkNextPort) {
+  const Config c = parsed(kPorts + kHa);
+  const auto& s = c.sync;
+  EXPECT_TRUE(s.enabled);
+  EXPECT_EQ(s.listen, "192.168.255.1:8694");
+  EXPECT_EQ(s.peer, "192.168.255.2:8694");
+  EXPECT_EQ(s.address, *Ipv4Addr::parse("192.168.255.1"));
+  EXPECT_EQ(s.port, 8694);
+  EXPECT_EQ(s.peer_address, *Ipv4Addr::parse("192.168.255.2"));
+  EXPECT_EQ(s.peer_port, 8694);
+  EXPECT_EQ(s.key_file, "/etc/tandem/ha.key");  // [ha]'s
+  EXPECT_EQ(s.refresh_ms, 10'000u);
+  EXPECT_EQ(s.flush_ms, 1u);
+  EXPECT_EQ(s.budget, 1400u);
+  EXPECT_FALSE(parsed(kPorts).sync.enabled) << "no [ha]: no sync";
+}
+
+TEST(ConfigSync, EveryKey) {
+  const Config c = parsed(kPorts + kHa + R"([sync]
+enabled = true
+listen = "192.168.255.1:7000"
+peer = "192.168.255.9:7001"
+mode = "async"
+refresh_ms = 2000
+flush_ms = 5
+budget = 8000
+key = "another-key-of-16-bytes"
+)");
+  const auto& s = c.sync;
+  EXPECT_EQ(s.listen, "192.168.255.1:7000");
+  EXPECT_EQ(s.port, 7000);
+  EXPECT_EQ(s.peer, "192.168.255.9:7001");
+  EXPECT_EQ(s.peer_address, *Ipv4Addr::parse("192.168.255.9"));
+  EXPECT_EQ(s.refresh_ms, 2000u);
+  EXPECT_EQ(s.flush_ms, 5u);
+  EXPECT_EQ(s.budget, 8000u);
+  EXPECT_EQ(s.key, "another-key-of-16-bytes");
+  EXPECT_EQ(s.key_file, "");
+  EXPECT_FALSE(parsed(kPorts + kHa + "[sync]\nenabled = false\n").sync.enabled);
+}
+
+TEST(ConfigSyncErrors, OneAtATime) {
+  {
+    const std::string text = kPorts + "[sync]\nenabled = true\n";
+    ExpectOneError(text, header(text, "[sync]"), "sync", "needs an [ha] table");
+  }
+  {
+    const std::string text = kPorts + kHa + "[sync]\nmode = \"sync\"\n";
+    ExpectOneError(text, value_of(text, "mode"), "sync.mode", "must be \"async\"");
+  }
+  {
+    const std::string text = kPorts + kHa + "[sync]\nrefresh_ms = 50\n";
+    ExpectOneError(text, value_of(text, "refresh_ms"), "sync.refresh_ms", "100");
+  }
+  {
+    const std::string text = kPorts + "[conntrack]\nudp_ms = 5000\n" + kHa + "[sync]\nrefresh_ms = 5000\n";
+    const ParseResult r = parse(text);
+    ASSERT_FALSE(r.config.has_value());
+    EXPECT_THAT(r.errors, ElementsAre(Field("message", &ConfigError::message, HasSubstr("shortest idle timeout"))));
+  }
+  {
+    const std::string text = kPorts + kHa + "[sync]\nlisten = \"192.168.255.1:8693\"\n";
+    const ParseResult r = parse(text);
+    ASSERT_FALSE(r.config.has_value());
+    EXPECT_THAT(r.errors, ElementsAre(Field("message", &ConfigError::message, HasSubstr("a port of its own"))));
+  }
+  {
+    const std::string text = kPorts + kHa + "[sync]\nkey = \"short\"\n";
+    ExpectOneError(text, value_of(text, "key"), "sync.key", "at least 16 bytes");
+  }
+  {
+    const std::string text = kPorts + kHa + "[sync]\nbudget = 100\n";
+    ExpectOneError(text, value_of(text, "budget"), "sync.budget", "200");
+  }
+  {
+    const std::string text = kPorts + kHa + "[sync]\nlisten = \"nowhere\"\n";
+    const ParseResult r = parse(text);
+    EXPECT_FALSE(r.config.has_value());
+  }
+  {
+    const std::string text = kPorts + kHa + "[sync]\nsurprise = 1\n";
+    const ParseResult r = parse(text);
+    EXPECT_FALSE(r.config.has_value()) << "unknown keys are refused";
+  }
+}
+
+TEST(ConfigSyncToToml, RoundTripsWithAKeyFileOfItsOwn) {
+  ExpectRoundTrip(parsed(kPorts + kHa + "[sync]\nrefresh_ms = 3000\nkey_file = \"/etc/tandem/sync.key\"\n"));
+  ExpectRoundTrip(parsed(kPorts + kHa + "[sync]\nenabled = false\n"));
+  const std::string text = tandem::config::to_toml(parsed(kPorts + kHa));
+  EXPECT_THAT(text, HasSubstr("[sync]"));
+  EXPECT_THAT(text, HasSubstr("listen = '192.168.255.1:8694'"));
+}

@@ -678,3 +678,103 @@ TEST_F(ForwarderTest, OwnedGroupsAreBitsOfTheGroupIds) {
   // Without HA every group is owned.
   EXPECT_EQ(lb::LbContext{}.owned_groups, ~std::uint64_t{0});
 }
+
+// --- state sync: the changes the fast path logs for the peer (conn_delta.hpp) ---
+
+namespace {
+
+std::vector<conntrack::DeltaKind> kinds(const conntrack::ConnDeltaLog& log) {
+  std::vector<conntrack::DeltaKind> k;
+  for (std::size_t i = 0; i < log.size(); ++i) k.push_back(log.data()[i].kind);
+  return k;
+}
+
+}  // namespace
+
+TEST_F(ForwarderTest, SyncLogsACreateAndEveryStateChangeOfANatConnection) {
+  using K = conntrack::DeltaKind;
+  set_service(ForwardMode::kNat, three());
+  conntrack::ConnDeltaLog log;
+  Bytes out;
+  const auto step = [&](const Bytes& in) {
+    lb::LbContext ctx = context();
+    ctx.sync = &log;
+    return run_frame(ctx, in, out);
+  };
+  ASSERT_EQ(step(from_client(40000, 0x02)).action, Action::kTransmit);  // SYN: created
+  ASSERT_EQ(log.size(), 1u);
+  const conntrack::ConnDelta& d = log.data()[0];
+  const conntrack::ConnEntry* e = conns_->find({kClient, kVip, 40000, 80, 6});
+  ASSERT_NE(e, nullptr);
+  // The delta is the entry as it is after the packet, by value.
+  EXPECT_EQ(d.kind, K::kCreate);
+  EXPECT_EQ(d.client_addr, kClient);
+  EXPECT_EQ(d.vip_addr, kVip);
+  EXPECT_EQ(d.client_port, 40000);
+  EXPECT_EQ(d.vip_port, 80);
+  EXPECT_EQ(d.backend_addr, e->backend_addr);
+  EXPECT_EQ(d.backend_port, 8080);
+  EXPECT_EQ(d.local_addr, kClient);
+  EXPECT_EQ(d.local_port, 40000);
+  EXPECT_EQ(d.state, conntrack::TcpState::kSynSent);
+  EXPECT_EQ(d.mode, ForwardMode::kNat);
+  EXPECT_EQ(d.created_ms, now_);
+  EXPECT_EQ(d.emitted_ms, now_);
+  EXPECT_EQ(e->synced_ms, now_);
+  const int b = backend_of(e->backend_addr);
+
+  // SYN+ACK from the backend, the client's ACK: state changes, each logged once.
+  ASSERT_EQ(step(tcp(kSouthMac, kBackendMac[b], kBackend[b], kClient, 8080, 40000, 0x12)).action, Action::kTransmit);
+  ASSERT_EQ(step(from_client(40000, 0x10)).action, Action::kTransmit);
+  EXPECT_EQ(kinds(log), (std::vector<K>{K::kCreate, K::kUpdate, K::kUpdate}));
+  EXPECT_EQ(log.data()[2].state, conntrack::TcpState::kEstablished);
+  // Data without a state change: nothing more.
+  ASSERT_EQ(step(from_client(40000, 0x18)).action, Action::kTransmit);
+  ASSERT_EQ(step(tcp(kSouthMac, kBackendMac[b], kBackend[b], kClient, 8080, 40000, 0x18)).action, Action::kTransmit);
+  EXPECT_EQ(log.size(), 3u);
+  EXPECT_EQ(log.overflow(), 0u);
+}
+
+TEST_F(ForwarderTest, SyncLogsAReopenedPortAsADeleteThenACreate) {
+  using K = conntrack::DeltaKind;
+  set_service(ForwardMode::kDsr, three(80));
+  conntrack::ConnDeltaLog log;
+  Bytes out;
+  lb::LbContext ctx = context();
+  ctx.sync = &log;
+  ASSERT_EQ(run_frame(ctx, from_client(40000, 0x02), out).action, Action::kTransmit);
+  ASSERT_EQ(run_frame(ctx, from_client(40000, 0x04), out).action, Action::kTransmit);  // RST: CLOSE
+  ASSERT_EQ(run_frame(ctx, from_client(40000, 0x02), out).action, Action::kTransmit);  // reused
+  EXPECT_EQ(kinds(log), (std::vector<K>{K::kCreate, K::kUpdate, K::kDelete, K::kCreate}));
+  EXPECT_EQ(log.data()[2].client_port, 40000);
+  EXPECT_EQ(log.data()[3].state, conntrack::TcpState::kSynSent);
+}
+
+TEST_F(ForwarderTest, NothingIsLoggedWithoutSyncOrForStatelessAndDroppedPackets) {
+  set_service(ForwardMode::kNat, three());
+  Bytes out;
+  ASSERT_EQ(run(from_client(40000, 0x02), out).action, Action::kTransmit);  // no log given: fine
+  conntrack::ConnDeltaLog log;
+  lb::LbContext ctx = context();
+  ctx.sync = &log;
+  EXPECT_EQ(run_frame(ctx, from_client(40001, 0x04), out).event, Handled::kLbStateless);  // lone RST
+  EXPECT_EQ(run_frame(ctx, from_client(40002, 0x12), out).action, Action::kDrop);        // SYN+ACK
+  ctx.owned_groups = 0;  // a standby
+  EXPECT_EQ(run_frame(ctx, from_client(40003, 0x02), out).action, Action::kDrop);
+  EXPECT_TRUE(log.empty());
+}
+
+TEST(ConnDeltaLog, KeepsOrderAndCountsOverflow) {
+  conntrack::ConnDeltaLog log;
+  conntrack::ConnEntry e;
+  for (std::size_t i = 0; i < conntrack::ConnDeltaLog::kCapacity + 5; ++i) {
+    e.client_port = static_cast<std::uint16_t>(i);
+    log.emit(conntrack::DeltaKind::kUpdate, e, 7 + i);
+  }
+  EXPECT_EQ(log.size(), conntrack::ConnDeltaLog::kCapacity);
+  EXPECT_EQ(log.overflow(), 5u);
+  EXPECT_EQ(log.data()[10].client_port, 10);
+  EXPECT_EQ(e.synced_ms, 7 + conntrack::ConnDeltaLog::kCapacity + 4);  // marked even when lost
+  log.clear();
+  EXPECT_TRUE(log.empty());
+}
