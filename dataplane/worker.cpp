@@ -166,7 +166,16 @@ bool Worker::run_conn_query(conntrack::ConnQuery* q) {
   conntrack::ConnQuery* expected = q;
   if (!query_.compare_exchange_strong(expected, kQueryRunning, std::memory_order_acquire, std::memory_order_relaxed))
     return false;
-  if (conntrack::advance(conns_, *q, kQuerySlice)) {
+  // With state sync a flush tells the peer; the slice then fits the delta log.
+  bool complete;
+  if (shared_.sync) {
+    flush_sync();
+    complete = conntrack::advance(conns_, *q, conntrack::ConnDeltaLog::kCapacity, &sync_log_, now_ms());
+    flush_sync();
+  } else {
+    complete = conntrack::advance(conns_, *q, kQuerySlice);
+  }
+  if (complete) {
     // Cleared before done is set, so a requester that sees done may post again at once.
     query_.store(nullptr, std::memory_order_relaxed);
     q->done.store(true, std::memory_order_release);

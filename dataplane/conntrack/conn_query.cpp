@@ -18,7 +18,7 @@ bool ConnFilter::matches(const ConnEntry& e) const {
   return true;
 }
 
-bool advance(ConnTable& table, ConnQuery& q, std::size_t max_examine) {
+bool advance(ConnTable& table, ConnQuery& q, std::size_t max_examine, ConnDeltaLog* ended, std::uint64_t now_ms) {
   // extent() is read per call: the table may have grown since the last slice.
   const std::size_t extent = table.extent();
   const std::size_t end = q.cursor + std::min(max_examine, q.cursor < extent ? extent - q.cursor : 0);
@@ -35,6 +35,7 @@ bool advance(ConnTable& table, ConnQuery& q, std::size_t max_examine) {
         if (q.rows.size() < max_rows) q.rows.push_back(e);
         break;
       case ConnQueryOp::kFlush:
+        if (ended && !pure_replica(e)) ended->push(make_delta(DeltaKind::kDelete, e, now_ms));
         table.erase(&e);  // moves no other entry: the scan goes on from i + 1
         break;
     }

@@ -20,6 +20,7 @@
 #include <optional>
 #include <vector>
 
+#include "dataplane/conntrack/conn_delta.hpp"
 #include "dataplane/conntrack/conn_table.hpp"
 
 namespace tandem::conntrack {
@@ -64,6 +65,9 @@ struct ConnQuery {
 // in the traffic counters), which moves no other entry, so the scan goes on safely. Never
 // allocates (see ConnQuery::limit). A row's service/backend are stats ids: map them to names
 // with the published table's Service::stats_id and Backend::stats_id.
-bool advance(ConnTable& table, ConnQuery& q, std::size_t max_examine);
+// `ended` (optional, state sync): each connection a flush erases is logged there as a delete
+// (not the peer's own pure replicas); give max_examine <= the log's free room.
+bool advance(ConnTable& table, ConnQuery& q, std::size_t max_examine, ConnDeltaLog* ended = nullptr,
+             std::uint64_t now_ms = 0);
 
 }  // namespace tandem::conntrack

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -469,4 +470,35 @@ TEST(ConnQuery, AFullTableFlushedInSlices) {
   EXPECT_EQ(fx.table.size(), 128u);
   expect_consistent(fx.table);
   for (const Conn& c : fx.conns) EXPECT_EQ(fx.table.find(c.original) == nullptr, c.original.dst_addr == kVip1);
+}
+
+TEST(ConnQuery, AFlushLogsADeleteForEveryConnectionButThePeersOwnReplicas) {
+  Fixture fx(50);
+  // Five of them are pure replicas (installed by state sync, no packet here): not logged.
+  int replicas = 0;
+  for (std::size_t i = 0; i < fx.table.extent(); ++i) {
+    ConnEntry& e = fx.table.entry_at(i);
+    if ((e.flags & kConnInUse) && replicas < 5) {
+      e.flags |= kConnFromPeer;
+      ++replicas;
+    }
+  }
+  ConnDeltaLog log;
+  ConnQuery q;
+  q.op = ConnQueryOp::kFlush;
+  EXPECT_TRUE(advance(fx.table, q, ~std::size_t{0}, &log, 77));
+  EXPECT_EQ(q.matched, 50u);
+  ASSERT_EQ(log.size(), 45u);
+  std::set<std::uint16_t> ports;
+  for (std::size_t i = 0; i < log.size(); ++i) {
+    EXPECT_EQ(log.data()[i].kind, DeltaKind::kDelete);
+    EXPECT_EQ(log.data()[i].emitted_ms, 77u);
+    ports.insert(log.data()[i].client_port);
+  }
+  EXPECT_EQ(ports.size(), 45u) << "each connection once";
+  // A count or list logs nothing.
+  ConnDeltaLog none;
+  ConnQuery c;
+  EXPECT_TRUE(advance(fx.table, c, ~std::size_t{0}, &none, 78));
+  EXPECT_TRUE(none.empty());
 }
