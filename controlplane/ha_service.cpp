@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -129,6 +130,7 @@ HaService::~HaService() {
 void HaService::start() {
   rt_.ha = this;
   thread_ = std::thread([this] { run(); });
+  pthread_setname_np(thread_.native_handle(), "tandem-ha");
 }
 
 std::uint64_t HaService::now_ms() const {

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -174,6 +175,7 @@ SyncService::~SyncService() {
 void SyncService::start() {
   rt_.sync = this;
   thread_ = std::thread([this] { run(); });
+  pthread_setname_np(thread_.native_handle(), "tandem-sync");  // top, perf, /proc/PID/task
 }
 
 void SyncService::run() {

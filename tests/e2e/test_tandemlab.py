@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 import tomllib
 
 import pytest
@@ -223,3 +224,136 @@ def test_telemetry_client_against_testpmd(lab):
         with pytest.raises(tl.TelemetryError, match="unknown command"):
             c.query("/no/such/command")
     assert p.stop(timeout=10) == 0
+
+
+# --- the UDP relay (tandemlab/udp_relay.py), with plain sockets in a namespace ----------------
+
+_RELAY_PROBE = r"""
+import json, socket, struct, sys, threading, time
+relay, sink_at, n, gap, settle = (sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]),
+                                  float(sys.argv[5]))
+def ep(s):
+    h, _, p = s.rpartition(":")
+    return h, int(p)
+sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+sink.bind(ep(sink_at))
+sink.settimeout(0.05)
+got = []
+stop = threading.Event()
+def receive():
+    while not stop.is_set():
+        try:
+            data, src = sink.recvfrom(2048)
+        except socket.timeout:
+            continue
+        now = time.monotonic()
+        seq, sent = struct.unpack("!Id", data[:12])
+        got.append({"seq": seq, "delay_ms": (now - sent) * 1000, "src": f"{src[0]}:{src[1]}",
+                    "len": len(data)})
+th = threading.Thread(target=receive)
+th.start()
+out = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+for i in range(n):
+    out.sendto(struct.pack("!Id", i, time.monotonic()) + bytes(20), ep(relay))
+    time.sleep(gap)
+time.sleep(settle)
+stop.set()
+th.join()
+print(json.dumps({"got": got}))
+"""
+
+
+def relay_probe(ns: tl.Netns, relay: str, sink: str, n: int, gap: float = 0.001,
+                settle: float = 0.5) -> list[dict]:
+    """Send n numbered datagrams (gap s apart) to the relay and record what reaches the sink,
+    in arrival order: [{"seq", "delay_ms" (send to receive, one clock), "src", "len"}]."""
+    import json
+    cp = ns.python(_RELAY_PROBE, relay, sink, str(n), str(gap), str(settle),
+                   timeout=n * gap * 3 + settle + 20)
+    return json.loads(cp.stdout)["got"]
+
+
+@pytest.mark.lab_only
+def test_udp_relay_delays_in_order(lab):
+    """A fixed delay, nothing else: every datagram arrives once, in order, from the relay's
+    address, held at least the delay (and not much longer); the counts say so too."""
+    from tandemlab.udp_relay import UdpRelay
+    ns = lab.netns("relay")
+    delay = 20.0
+    r = UdpRelay(ns, "127.0.0.1:9600", "127.0.0.1:9601", delay_ms=delay, lifetime=30,
+                 log_name="relay-delay")
+    got = relay_probe(ns, "127.0.0.1:9600", "127.0.0.1:9601", n=100, gap=0.002)
+    stats = r.stop()
+    delays = sorted(g["delay_ms"] for g in got)
+    print(f"\nrelay delay {delay} ms: measured min {delays[0]:.2f} median "
+          f"{delays[len(delays) // 2]:.2f} max {delays[-1]:.2f} ms; relay stats {stats}")
+    assert [g["seq"] for g in got] == list(range(100))
+    assert {g["src"] for g in got} == {"127.0.0.1:9600"} and {g["len"] for g in got} == {32}
+    assert delays[0] >= delay, delays[:5]
+    assert delays[len(delays) // 2] < delay + 15, delays
+    assert (stats["received"], stats["forwarded"], stats["duplicated"], stats["dropped"],
+            stats["reordered"], stats["overflow"], stats["ignored"]) == (100, 100, 0, 0, 0, 0, 0)
+    assert stats["done"] and stats["delay_ms_min"] >= delay, stats
+
+
+@pytest.mark.lab_only
+def test_udp_relay_reorders_duplicates_and_drops(lab):
+    """Jitter larger than the gap between datagrams reorders them, duplication and loss act at
+    about their probabilities, and what the sink sees agrees with the relay's counts; the same
+    seed drops the same datagrams again."""
+    from tandemlab.udp_relay import UdpRelay
+    ns = lab.netns("relay")
+    n, delay, jitter, dup, loss = 400, 5.0, 10.0, 0.2, 0.1
+    runs = []
+    for run_ in range(2):
+        r = UdpRelay(ns, "127.0.0.1:9600", "127.0.0.1:9601", delay_ms=delay, jitter_ms=jitter,
+                     duplicate=dup, loss=loss, seed=7, lifetime=30, log_name=f"relay-{run_}")
+        got = relay_probe(ns, "127.0.0.1:9600", "127.0.0.1:9601", n=n, gap=0.001)
+        runs.append((got, r.stop()))
+    got, stats = runs[0]
+    seqs = [g["seq"] for g in got]
+    counts = {s: seqs.count(s) for s in set(seqs)}
+    missing = sorted(set(range(n)) - set(seqs))
+    twice = sorted(s for s, c in counts.items() if c == 2)
+    inversions = sum(1 for a, b in zip(seqs, seqs[1:]) if b < a)
+    delays = sorted(g["delay_ms"] for g in got)
+    print(f"\nrelay stats {stats}\nsink: {len(got)} datagrams, {len(missing)} missing, "
+          f"{len(twice)} twice, {inversions} adjacent inversions, delay "
+          f"{delays[0]:.2f}..{delays[-1]:.2f} ms")
+    assert stats["received"] == n and stats["overflow"] == 0 and stats["send_errors"] == 0
+    assert max(counts.values()) <= 2
+    assert len(missing) == stats["dropped"] and len(twice) == stats["duplicated"], stats
+    assert stats["forwarded"] == len(got) == n - stats["dropped"] + stats["duplicated"]
+    assert 0.03 * n <= stats["dropped"] <= 0.2 * n, stats
+    assert 0.1 * n <= stats["duplicated"] <= 0.3 * n, stats
+    assert stats["reordered"] > 0 and inversions > 0, (stats, seqs[:40])
+    assert delays[0] >= delay and delays[len(delays) // 2] < delay + jitter + 10, delays
+    # The same seed and the same arrival order: the same datagrams lost and duplicated.
+    got2, stats2 = runs[1]
+    seqs2 = [g["seq"] for g in got2]
+    assert sorted(set(range(n)) - set(seqs2)) == missing
+    assert sorted(s for s in set(seqs2) if seqs2.count(s) == 2) == twice
+    assert (stats2["dropped"], stats2["duplicated"]) == (stats["dropped"], stats["duplicated"])
+
+
+@pytest.mark.lab_only
+def test_udp_relay_is_bounded_and_ignores_its_destination(lab):
+    """The relay exits on its own after its lifetime (with its final stats), and a datagram
+    from its destination is not sent back there (no loop)."""
+    from tandemlab.udp_relay import UdpRelay
+    ns = lab.netns("relay")
+    r = UdpRelay(ns, "127.0.0.1:9600", "127.0.0.1:9601", lifetime=1.5, log_name="relay-short")
+    code = ("import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+            "s.bind(('127.0.0.1', 9601)); s.sendto(b'x', ('127.0.0.1', 9600)); "
+            "s.settimeout(0.5)\n"
+            "try:\n    s.recvfrom(100); print('looped')\nexcept socket.timeout:\n    print('quiet')")
+    assert ns.python(code, timeout=10).stdout.strip() == "quiet"
+    live = tl.wait_until(lambda: (lambda s: s if s["ignored"] else None)(r.stats()), timeout=2,
+                         interval=0.05, what="the relay to count the ignored datagram")
+    assert live["ignored"] == 1 and live["forwarded"] == 0 and not live["done"], live
+    t0 = time.monotonic()
+    r.process.proc.wait(timeout=5)
+    assert r.process.returncode == 0 and time.monotonic() - t0 < 2.0
+    final = r.final_stats()
+    assert final is not None and final["done"] and final["ignored"] == 1, r.process.log()
+    assert r.stats() == final

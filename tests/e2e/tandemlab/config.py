@@ -24,6 +24,10 @@ track=[HaTrack(link="north0")])) -> [ha], [[ha.group]], [[ha.track]]. Health che
 per service: ServiceConfig(..., group=1, on_backend_down="reset",
 health_check=HealthCheck("http", interval_ms=200, http_body="ok")) -> [service.health_check].
 Fields left None are not written (tandemd's default applies).
+
+Connection-state sync: UnitConfig(..., ha=..., sync=SyncConfig(listen="10.199.9.1:8694",
+peer="10.199.9.2:8694", refresh_ms=10000, key="...")) -> [sync] (an empty SyncConfig() writes
+an empty [sync] table: every default).
 """
 
 from __future__ import annotations
@@ -243,6 +247,32 @@ class HaConfig:
 
 
 @dataclass
+class SyncConfig:
+    """[sync] (connection-state replication; valid only with [ha]; written only when
+    UnitConfig.sync is set). None fields are not written (tandemd's default applies: enabled
+    with [ha], listen/peer = [ha] sync_listen/sync_peer with the port + 1, mode "async",
+    refresh_ms 10000, key = [ha] key)."""
+    enabled: bool | None = None
+    listen: str | None = None        # "ADDRESS:PORT" this unit receives sync messages on
+    peer: str | None = None          # "ADDRESS:PORT" its messages are sent to (a relay, say)
+    mode: str | None = None          # "async"
+    refresh_ms: int | None = None    # a connection that carried packets is re-sent this often
+    key: str | None = None           # another HMAC key than [ha] key (16+ bytes)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    SCALARS = ("enabled", "listen", "peer", "mode", "refresh_ms", "key")
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {}
+        for k in self.SCALARS:
+            v = getattr(self, k)
+            if v is not None:
+                d[k] = v
+        d.update(self.extra)
+        return d
+
+
+@dataclass
 class UnitConfig:
     name: str = "tandem-a"
     file_prefix: str = "tandem-a"
@@ -279,6 +309,8 @@ class UnitConfig:
     ha: HaConfig | None = None
     # anything else: {section: {key: value}} merged over the above
     extra: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # [sync] (written only when set; needs [ha])
+    sync: SyncConfig | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -306,6 +338,8 @@ class UnitConfig:
             d["ctl"] = {"socket": self.ctl_socket}
         if self.ha is not None:
             d["ha"] = self.ha.to_dict()
+        if self.sync is not None:
+            d["sync"] = self.sync.to_dict()
         for section, values in self.extra.items():
             if isinstance(values, dict) and isinstance(d.get(section), dict):
                 d[section].update(values)

@@ -48,6 +48,7 @@ from typing import Any, Iterable
 
 from .config import (BackendConfig, FloatingAddress, HaConfig, HaGroup, HaTrack, PortConfig,
                      ServiceConfig, UnitConfig, af_packet, af_xdp)
+from .config import SyncConfig
 from .lab import Lab, Netns
 from .proc import wait_until
 from .tandemd import Tandemd
@@ -282,6 +283,25 @@ class HaUnit:
     def link_up(self, which: str) -> None:
         self.unit.lab.link_up(self.ns, self.link(which))
 
+    # -- connection-state sync ([sync]) ---------------------------------------------------------
+    @property
+    def sync_listen(self) -> str:
+        """Where this unit receives sync messages: [sync] listen, else [ha] sync_listen's
+        address with its port + 1 (tandemd's default)."""
+        if self.config.sync is not None and self.config.sync.listen:
+            return self.config.sync.listen
+        return _port_plus_one(self.ha.sync_listen)
+
+    @property
+    def sync_peer(self) -> str:
+        """Where this unit sends its sync messages: [sync] peer, else [ha] sync_peer + 1."""
+        if self.config.sync is not None and self.config.sync.peer:
+            return self.config.sync.peer
+        return _port_plus_one(self.ha.sync_peer)
+
+    def sync_status(self) -> "SyncStatus":
+        return sync_status(self)
+
 
 @dataclass
 class HaLab:
@@ -363,7 +383,10 @@ def ha_lab(lab: Lab, mode: str = "nat", *, subnet_n: str, subnet_s: str, subnet_
            driver: str = "af_xdp", ready_timeout: float = 30.0, role_timeout: float = 10.0,
            unit_kw: dict | None = None, unit_kw_a: dict | None = None,
            unit_kw_b: dict | None = None, settle: bool = True, check_port: int | None = None,
-           north_gateway: str | None = None) -> HaLab:
+           north_gateway: str | None = None,
+           sync: "dict | SyncConfig | bool | None" = None,
+           sync_a: "dict | SyncConfig | bool | None" = None,
+           sync_b: "dict | SyncConfig | bool | None" = None) -> HaLab:
     """Build the two-unit lab drawn in the module docstring; unless start=False, start A, wait
     until it is active, start B and wait until it is standby (concurrent=True: start both at
     once and wait until exactly one is active; initial_roles: the roles to wait for instead of
@@ -376,11 +399,16 @@ def ha_lab(lab: Lab, mode: str = "nat", *, subnet_n: str, subnet_s: str, subnet_
     "preempt": True}). track: [[ha.track]] entries for both units. groups: [[ha.group]]
     entries (default: group 1 with the floating gateway S.1/24 on south0).
     unit_kw (both), unit_kw_a / unit_kw_b: more UnitConfig keywords (e.g. log_level="debug").
+    sync (both), sync_a / sync_b (one unit, over sync): the [sync] table as SyncConfig field
+    overrides ({"key": "...", "peer": "Y.1:9694"}), a SyncConfig, or True (an empty [sync]:
+    every default); all None: no [sync] table (tandemd's default applies).
     check_port: every backend also runs a separate HTTP server on this port (t.check_servers,
     started before the units), for health checks that can fail while the service's own
     connections go on (stop it, or block_checks()). north_gateway: the north ports' `gateway`
     (e.g. the client's address N.1, for [[ha.track]] gateway = "north0").
     Only mode "nat" is built (the backends route back through the floating gateway)."""
+    # [sync] tables per unit, taken now: the names sync_a/sync_b are the sync veth's below.
+    sync_tables = {"a": _sync_config(sync, sync_a), "b": _sync_config(sync, sync_b)}
     if mode != "nat":
         raise ValueError("ha_lab builds mode 'nat' only")
     if driver not in DRIVERS:
@@ -453,6 +481,8 @@ def ha_lab(lab: Lab, mode: str = "nat", *, subnet_n: str, subnet_s: str, subnet_
         ukw.update((unit_kw_a if key == "a" else unit_kw_b) or {})
         cfg = UnitConfig(name=name, id=UNIT_ID[key], file_prefix=f"{lab.id}-{name}",
                          ports=ports, services=services, ha=HaConfig(**hkw), **ukw)
+        if sync_tables[key] is not None:
+            cfg.sync = sync_tables[key]
         ns = unit_ns[key]
         units[key] = HaUnit(
             key=key, ns=ns, unit=Tandemd(lab, ns, cfg), config=cfg,
@@ -736,3 +766,329 @@ __all__ = ["ArpWatch", "BackendHealth", "Failover", "Filter", "block_arp_from", 
            "backend_health", "client_neighbour_mac", "default_services", "ha_lab", "role",
            "roles", "start_units", "status", "wait_paths", "wait_backend_health", "wait_roles",
            "warm_neighbours", "watch_roles", "DEFAULT_KEY", "SYNC_PORT", "WEB", "WEB_NAT", "ECHO"]
+
+
+# --- connection-state sync ([sync], issue 8) ---------------------------------------------------
+#
+#     t = ha_lab(lab, sync={"refresh_ms": 2000}, sync_b={"key": "another-key-..."}, **nets)
+#     sync_status(t.b).ready, .send("records"), .apply("created"), .error("bad_auth")
+#     rows_a, rows_b, took = wait_tables_match(t, "a", "b", "--service", "echo", timeout=2)
+#
+# Relays on the sync link (tandemlab.udp_relay): point each unit's [sync] peer at RELAY_PORT on
+# its own sync address (sync_peer_via_relay()), start the lab, then sync_relays(t, delay_ms=5,
+# ...) starts one relay per direction, in the sender's namespace, forwarding to the other
+# unit's listen address. Loss in the kernel: sync_loss(t, "a", 0.05) (iptables statistic).
+
+SYNC_DATA_PORT = SYNC_PORT + 1       # tandemd's default [sync] port: [ha]'s + 1
+RELAY_PORT = 9694                    # where sync_relays() listen, on each unit's sync address
+
+
+def _port_plus_one(endpoint: str | None) -> str:
+    if not endpoint:
+        raise ValueError("no [ha] sync address to derive the [sync] one from")
+    host, _, port = endpoint.rpartition(":")
+    return f"{host}:{int(port) + 1}"
+
+
+def _sync_config(common: "dict | SyncConfig | bool | None",
+                 own: "dict | SyncConfig | bool | None") -> SyncConfig | None:
+    """SyncConfig from ha_lab's sync (both units) and sync_a/sync_b (one unit, over it)."""
+    if common is None and own is None:
+        return None
+    names = {f.name for f in fields(SyncConfig)}
+    out = SyncConfig()
+    for part in (common, own):
+        if part is None or part is True:
+            continue
+        if part is False:
+            raise ValueError("sync=False: write {'enabled': False} for enabled = false")
+        if isinstance(part, SyncConfig):
+            part = {k: getattr(part, k) for k in names if getattr(part, k) not in (None, {})}
+        bad = [k for k in part if k not in names]
+        if bad:
+            raise ValueError(f"not SyncConfig fields: {bad}")
+        for k, v in part.items():
+            setattr(out, k, dict(v) if k == "extra" else v)
+    return out
+
+
+def sync_peer_via_relay(subnet_sync: str) -> dict[str, dict]:
+    """{"sync_a": {...}, "sync_b": {...}} for ha_lab: each unit sends its sync messages to
+    RELAY_PORT on its own sync address, where sync_relays() listens."""
+    return {"sync_a": {"peer": f"{subnet_sync}.1:{RELAY_PORT}"},
+            "sync_b": {"peer": f"{subnet_sync}.2:{RELAY_PORT}"}}
+
+
+class SyncStatus:
+    """`tandemctl --json sync status` of one unit, read through accessors only (the one place
+    that knows its layout; if tandemd's JSON changes, change only this class).
+
+    Expected layout (see the sync brief):
+      {"enabled", "mode", "listen", "peer_address", "ready", "epoch",
+       "peer": {"unit_id", "epoch", "heard"},
+       "send": {"sequence", "acked", "in_flight", "messages", "records", "retransmits",
+                "fast_retransmits", "acks", "gave_up", "backpressure", "ring_dropped"},
+       "receive": {"messages", "delivered", "out_of_order", "duplicates", "beyond_window",
+                   "skipped"},
+       "lag": {"entries", "ms"},
+       "apply": {"created", "refreshed", "deleted", "absent", "conflict", "table_full",
+                 "bad_record"},
+       "resync": {"state", "id", "requests_sent", "received_entries", "completed", "served",
+                  "served_entries"},
+       "auth_failures", "errors": {reason: n}, "alarm"}"""
+
+    SEND = ("sequence", "acked", "in_flight", "messages", "records", "retransmits",
+            "fast_retransmits", "acks", "gave_up", "backpressure", "ring_dropped")
+    RECEIVE = ("messages", "delivered", "out_of_order", "duplicates", "beyond_window", "skipped")
+    APPLY = ("created", "refreshed", "deleted", "absent", "conflict", "table_full", "bad_record")
+    RESYNC = ("id", "requests_sent", "received_entries", "completed", "served", "served_entries")
+    ERRORS = ("too_short", "bad_magic", "bad_version", "bad_length", "bad_auth", "bad_field",
+              "own_unit", "stale_epoch", "replayed")
+
+    def __init__(self, raw: dict):
+        self.raw = raw
+
+    def __repr__(self) -> str:
+        return f"SyncStatus({self.raw!r})"
+
+    @staticmethod
+    def _int(section: dict, name: str, allowed: tuple[str, ...], where: str) -> int:
+        if name not in allowed:
+            raise ValueError(f"{where}: no counter {name!r} (one of {allowed})")
+        v = section.get(name)
+        return int(v) if v is not None else 0
+
+    # -- the unit -----------------------------------------------------------------------------
+    @property
+    def enabled(self) -> bool:
+        return bool(self.raw.get("enabled"))
+
+    @property
+    def mode(self) -> str | None:
+        return self.raw.get("mode")
+
+    @property
+    def listen(self) -> str | None:
+        return self.raw.get("listen")
+
+    @property
+    def peer_address(self) -> str | None:
+        return self.raw.get("peer_address")
+
+    @property
+    def ready(self) -> bool:
+        """This unit holds the peer's table: its bulk resync completed."""
+        return bool(self.raw.get("ready"))
+
+    @property
+    def epoch(self) -> int | None:
+        return self.raw.get("epoch")
+
+    @property
+    def alarm(self) -> bool:
+        return bool(self.raw.get("alarm"))
+
+    # -- the peer -----------------------------------------------------------------------------
+    @property
+    def peer(self) -> dict:
+        return self.raw.get("peer") or {}
+
+    @property
+    def peer_heard(self) -> bool:
+        return bool(self.peer.get("heard"))
+
+    @property
+    def peer_unit_id(self) -> int | None:
+        return self.peer.get("unit_id")
+
+    @property
+    def peer_epoch(self) -> int | None:
+        return self.peer.get("epoch")
+
+    # -- counters -----------------------------------------------------------------------------
+    def send(self, name: str) -> int:
+        return self._int(self.raw.get("send") or {}, name, self.SEND, "send")
+
+    def receive(self, name: str) -> int:
+        return self._int(self.raw.get("receive") or {}, name, self.RECEIVE, "receive")
+
+    def apply(self, name: str) -> int:
+        return self._int(self.raw.get("apply") or {}, name, self.APPLY, "apply")
+
+    def resync(self, name: str) -> int:
+        return self._int(self.raw.get("resync") or {}, name, self.RESYNC, "resync")
+
+    @property
+    def resync_state(self) -> str | None:
+        return (self.raw.get("resync") or {}).get("state")
+
+    def error(self, reason: str) -> int:
+        return self._int(self.raw.get("errors") or {}, reason, self.ERRORS, "errors")
+
+    @property
+    def errors(self) -> dict[str, int]:
+        return {k: int(v) for k, v in (self.raw.get("errors") or {}).items()}
+
+    @property
+    def auth_failures(self) -> int:
+        return int(self.raw.get("auth_failures") or 0)
+
+    @property
+    def lag_entries(self) -> int:
+        return int((self.raw.get("lag") or {}).get("entries") or 0)
+
+    @property
+    def lag_ms(self) -> int:
+        return int((self.raw.get("lag") or {}).get("ms") or 0)
+
+    @property
+    def config_match(self) -> bool | None:
+        """Whether the peer's services digest equals this unit's (config.match: None until the
+        peer's digest arrived). Beyond the brief's layout: tandemd reports it since 8412f14."""
+        m = (self.raw.get("config") or {}).get("match")
+        return None if m is None else bool(m)
+
+    @property
+    def retransmits(self) -> int:
+        """Every retransmission, by timeout or fast."""
+        return self.send("retransmits") + self.send("fast_retransmits")
+
+    def brief(self) -> dict:
+        """The figures a test prints: ready, lag, the send/receive/apply/resync counters and
+        the non-zero errors."""
+        return {"ready": self.ready, "alarm": self.alarm, "lag": self.raw.get("lag"),
+                "send": self.raw.get("send"), "receive": self.raw.get("receive"),
+                "apply": self.raw.get("apply"), "resync": self.raw.get("resync"),
+                "errors": {k: v for k, v in self.errors.items() if v}}
+
+
+def sync_status(u: "HaUnit | Tandemd", timeout: float = 5.0) -> SyncStatus:
+    """`tandemctl --json sync status` of a unit."""
+    return SyncStatus(_unit(u).ctl("sync", "status", timeout=timeout))
+
+
+def wait_sync(u: "HaUnit | Tandemd", pred, what: str, timeout: float,
+              interval: float = 0.02) -> SyncStatus:
+    """Poll sync status until pred(SyncStatus) holds; TimeoutError with the last one seen."""
+    last: list[SyncStatus] = []
+
+    def ok():
+        s = sync_status(u)
+        last[:] = [s]
+        return s if pred(s) else None
+    try:
+        return wait_until(ok, timeout=timeout, interval=interval,
+                          what=f"{_unit(u).name}: sync {what}")
+    except TimeoutError as e:
+        raise TimeoutError(f"{e}; last sync status: {last[0].raw if last else None}") from None
+
+
+def sync_relays(t: HaLab, *, seed: int = 1, lifetime: float = 120.0,
+                **relay_kw) -> dict[str, Any]:
+    """For each unit whose sync peer is not the other unit's listen address (ha_lab with
+    **sync_peer_via_relay()), a UdpRelay in that unit's namespace listening on that peer
+    address and forwarding to the other unit's listen address: {"a": relay A->B, "b": B->A}.
+    relay_kw: delay_ms, jitter_ms, duplicate, loss (tandemlab.udp_relay.UdpRelay)."""
+    from .udp_relay import UdpRelay
+    out: dict[str, Any] = {}
+    for i, (k, u) in enumerate(sorted(t.units.items())):
+        other = t.other(k)
+        if u.sync_peer == other.sync_listen:
+            continue
+        out[k] = UdpRelay(u.ns, u.sync_peer, other.sync_listen, seed=seed + i,
+                          lifetime=lifetime, log_name=f"relay-{k}{other.key}", **relay_kw)
+    if not out:
+        raise ValueError("no unit sends its sync messages elsewhere than its peer: build the "
+                         "lab with **sync_peer_via_relay(subnet_sync)")
+    return out
+
+
+def sync_loss(t: HaLab, key: str, probability: float) -> list[Filter]:
+    """In unit `key`'s namespace, drop UDP sync messages at random with `probability` in both
+    directions (iptables -m statistic --mode random): OUTPUT to the peer's listen port, INPUT to
+    this unit's listen port. Returns the two Filters (OUTPUT, INPUT)."""
+    u = t.unit(key)
+    out_port = u.sync_peer.rpartition(":")[2]
+    in_port = u.sync_listen.rpartition(":")[2]
+    stat = ["-m", "statistic", "--mode", "random", "--probability", f"{probability:.4f}"]
+    return [Filter(u.ns, "iptables", "OUTPUT",
+                   ["-p", "udp", "--dport", out_port, *stat, "-j", "DROP"]),
+            Filter(u.ns, "iptables", "INPUT",
+                   ["-p", "udp", "--dport", in_port, *stat, "-j", "DROP"])]
+
+
+# --- connection tables, compared --------------------------------------------------------------
+
+FLOW_FIELDS = ("protocol", "client", "vip", "backend", "mode", "state", "local")
+
+
+def connections(u: "HaUnit | Tandemd", *filters: str, limit: int = 100000) -> list[dict]:
+    """`tandemctl --json connections list --limit N FILTERS...` rows (every match up to N)."""
+    out = _unit(u).ctl("connections", "list", "--limit", str(limit), *filters, timeout=10)
+    if out.get("truncated"):
+        raise AssertionError(f"connections list truncated at {limit}: {out.get('count')}")
+    return list(out["connections"])
+
+
+def conn_count(u: "HaUnit | Tandemd", *filters: str) -> int:
+    return int(_unit(u).ctl("connections", "count", *filters, timeout=10)["count"])
+
+
+def flow_view(row: dict, state: bool = True) -> dict:
+    """What a replicated entry must share with the original: protocol, client, VIP, backend,
+    mode, (TCP state) and the fullnat local address."""
+    return {k: row.get(k) for k in FLOW_FIELDS if state or k != "state"}
+
+
+def table_view(rows: Iterable[dict], state: bool = True) -> dict[tuple, dict]:
+    """{(protocol, client, vip): flow_view(row)}; a key seen twice is an error."""
+    out: dict[tuple, dict] = {}
+    for r in rows:
+        k = (r.get("protocol"), r.get("client"), r.get("vip"))
+        if k in out:
+            raise AssertionError(f"two entries for {k}: {out[k]} and {r}")
+        out[k] = flow_view(r, state)
+    return out
+
+
+def table_difference(src: Iterable[dict], dst: Iterable[dict], state: bool = True) -> dict:
+    """How dst's table differs from src's: {"missing": [flows of src not in dst], "extra":
+    [flows of dst not in src], "different": [(src's, dst's)]}; all empty = the same."""
+    a, b = table_view(src, state), table_view(dst, state)
+    return {"missing": [a[k] for k in a if k not in b],
+            "extra": [b[k] for k in b if k not in a],
+            "different": [(a[k], b[k]) for k in a if k in b and a[k] != b[k]]}
+
+
+def same_table(diff: dict) -> bool:
+    return not (diff["missing"] or diff["extra"] or diff["different"])
+
+
+def wait_tables_match(t: HaLab, src: str, dst: str, *filters: str, timeout: float,
+                      state: bool = True, interval: float = 0.01,
+                      minimum: int = 1) -> tuple[list[dict], list[dict], float]:
+    """Poll both units' connection tables (FILTERS: `connections list` filters) until dst's is
+    src's (table_difference empty, at least `minimum` entries); returns (src's rows, dst's rows,
+    seconds waited). TimeoutError with the last difference otherwise."""
+    t0 = time.monotonic()
+    last: dict = {}
+
+    def ok():
+        a = connections(t.unit(src), *filters)
+        b = connections(t.unit(dst), *filters)
+        d = table_difference(a, b, state)
+        last.clear()
+        last.update({"src": len(a), "dst": len(b), **{k: v[:5] for k, v in d.items()}})
+        return (a, b) if len(a) >= minimum and same_table(d) else None
+    try:
+        a, b = wait_until(ok, timeout=timeout, interval=interval,
+                          what=f"{dst}'s connection table to be {src}'s {list(filters)}")
+    except TimeoutError as e:
+        raise TimeoutError(f"{e}; last difference: {last}") from None
+    return a, b, time.monotonic() - t0
+
+
+__all__ += ["SyncStatus", "sync_status", "wait_sync", "sync_relays", "sync_loss",
+            "sync_peer_via_relay", "connections", "conn_count", "flow_view", "table_view",
+            "table_difference", "same_table", "wait_tables_match", "SYNC_DATA_PORT",
+            "RELAY_PORT", "FLOW_FIELDS"]
