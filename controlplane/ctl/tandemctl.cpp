@@ -174,6 +174,62 @@ void print_ha_status(const json& r) {
   }
 }
 
+// What an operator asks first: ready, the peer, lag, resync; then the streams and what was
+// refused (only what is not zero).
+void print_sync_status(const json& r) {
+  const json peer = r.value("peer", json::object());
+  const json lag = r.value("lag", json::object());
+  const json resync = r.value("resync", json::object());
+  const json cfg = r.value("config", json::object());
+  std::cout << "state sync " << r.value("mode", "") << " " << r.value("listen", "") << " -> "
+            << r.value("peer_address", "") << ", "
+            << (r.value("ready", false) ? "ready (holds the peer's connections)" : "NOT READY (no complete resync)")
+            << (r.value("alarm", false) ? ", ALARM: authentication failures" : "") << "\n";
+  std::cout << "peer: " << (peer.value("heard", false) ? "unit " + scalar(peer["unit_id"]) + ", last heard " +
+                                                             scalar(peer["last_heard_ms_ago"]) + " ms ago"
+                                                       : std::string("never heard"))
+            << "; services " << (cfg["match"].is_null() ? "not compared yet"
+                                 : cfg["match"].get<bool>() ? "match"
+                                                            : "DIFFER (" + scalar(cfg["digest"]) + " here, " +
+                                                                  scalar(cfg["peer_digest"]) + " there)")
+            << "\n";
+  std::cout << "lag: " << scalar(lag["entries"]) << " change(s), " << scalar(lag["ms"]) << " ms (max "
+            << scalar(lag["max_ms"]) << " ms)\n";
+  std::cout << "resync: " << resync.value("state", "") << ", " << scalar(resync["completed"]) << " received ("
+            << scalar(resync["last_entries"]) << " connections in " << scalar(resync["last_ms"]) << " ms last), "
+            << scalar(resync["served"]) << " served" << (resync.value("serving", false) ? ", serving one now" : "")
+            << "\n\n";
+  const json send = r.value("send", json::object()), receive = r.value("receive", json::object());
+  print_human(json::array({json{{"stream", "send"},
+                                {"sequence", send.value("sequence", 0)},
+                                {"acked", send.value("acked", 0)},
+                                {"in_flight", send.value("in_flight", 0)},
+                                {"messages", send.value("messages", 0)},
+                                {"records", send.value("records", 0)},
+                                {"retransmits", send.value("retransmits", 0)}},
+                           json{{"stream", "receive"},
+                                {"messages", receive.value("messages", 0)},
+                                {"delivered", receive.value("delivered", 0)},
+                                {"records", receive.value("records", 0)},
+                                {"out_of_order", receive.value("out_of_order", 0)},
+                                {"duplicates", receive.value("duplicates", 0)},
+                                {"skipped", receive.value("skipped", 0)}}}),
+              0, {"stream", "sequence", "acked", "in_flight", "messages", "delivered", "records"});
+  const auto nonzero = [](const json& o) {
+    json out = json::object();
+    for (const auto& [k, v] : o.items())
+      if (v.is_number() && v != 0) out[k] = v;
+    return out.empty() ? std::string("none") : out.dump();
+  };
+  std::cout << "\napplied: " << nonzero(r.value("apply", json::object())) << "\n";
+  std::cout << "refused: " << nonzero(r.value("errors", json::object())) << "\n";
+  std::cout << "lost or held back: "
+            << nonzero(json{{"gave_up", send.value("gave_up", 0)},
+                            {"backpressure", send.value("backpressure", 0)},
+                            {"ring_dropped", send.value("ring_dropped", 0)}})
+            << "\n";
+}
+
 void print_for_people(std::string_view cmd, const json& result) {
   if (cmd == "config.show" && result.contains("toml")) {
     std::cout << result["toml"].get<std::string>();
@@ -237,6 +293,10 @@ void print_for_people(std::string_view cmd, const json& result) {
       print_human(result["backends"], 0,
                   {"service", "backend", "weight", "state", "health", "last_error", "check", "checks", "failures",
                    "consecutive_ok", "consecutive_fail", "last_check_ms", "since_change_ms"});
+    return;
+  }
+  if (cmd == "sync.status" && result.contains("lag")) {
+    print_sync_status(result);
     return;
   }
   if (cmd == "ha.status" && result.contains("groups")) {
