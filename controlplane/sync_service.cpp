@@ -31,6 +31,7 @@ using conntrack::DeltaKind;
 // The loop wakes at least this often to collect the workers' changes (the batching delay is
 // flush_ms on top, so a change leaves within ~2 ms).
 constexpr int kMaxSleepMs = 1;
+constexpr std::uint64_t kSyncModeSleepUs = 100;
 constexpr unsigned kTakePerWorker = 1024;
 constexpr std::size_t kMaxInboundWaiting = 1 << 20;
 // A resync asked for that shows no progress for this long is asked for again (the peer was
@@ -153,6 +154,7 @@ std::unique_ptr<SyncService> SyncService::open(Runtime& rt, std::string& error) 
   ec.send_window = 1024;
   ec.receive_window = 1024;
   ec.flush_ms = sc.flush_ms;
+  ec.ack_now_always = sc.mode == config::SyncMode::kSync;
   try {
     s->endpoint_ = std::make_unique<sync::Endpoint>(ec);
   } catch (const std::exception& e) {
@@ -163,6 +165,7 @@ std::unique_ptr<SyncService> SyncService::open(Runtime& rt, std::string& error) 
   s->waiting_.resize(workers);
   s->inbound_.resize(workers);
   s->worker_done_.assign(workers, false);
+  s->changes_handled_.assign(workers, 0);
   s->resync_id_ = entropy() | 1;
   return s;
 }
@@ -209,9 +212,12 @@ void SyncService::run() {
       update_lag(now);
     }
     const std::uint64_t wake = endpoint_->next_wakeup(now);
-    const int wait = wake <= now ? 0 : static_cast<int>(std::min<std::uint64_t>(wake - now, kMaxSleepMs));
+    // Sync mode: workers hold packets for the changes in their rings, so look every 100 us.
+    const std::uint64_t max_us = rt_.config.sync.mode == config::SyncMode::kSync ? kSyncModeSleepUs : kMaxSleepMs * 1000;
+    const std::uint64_t wait_us = wake <= now ? 0 : std::min<std::uint64_t>((wake - now) * 1000, max_us);
     pollfd pfd{fd_, POLLIN, 0};
-    ::poll(&pfd, 1, wait);
+    const timespec ts{.tv_sec = 0, .tv_nsec = static_cast<long>(wait_us * 1000)};
+    ::ppoll(&pfd, 1, &ts, nullptr);
   }
   spdlog::info("sync: stopping ({} records sent, {} received)", endpoint_->stats().records_sent,
                endpoint_->stats().delivered);
@@ -345,6 +351,14 @@ void SyncService::drain_inbound() {
 }
 
 bool SyncService::send_delta(unsigned worker, const ConnDelta& d, std::uint64_t now) {
+  // Counted first, so that the checkpoint of the message carrying it includes it.
+  ++changes_handled_[worker];
+  if (send_one(worker, d, now)) return true;
+  --changes_handled_[worker];  // the window is full: it stays in the queue
+  return false;
+}
+
+bool SyncService::send_one(unsigned worker, const ConnDelta& d, std::uint64_t now) {
   sync::AddStatus st = sync::AddStatus::kQueued;
   switch (d.kind) {
     case DeltaKind::kCreate:
@@ -388,6 +402,8 @@ void SyncService::drain_workers(std::uint64_t now) {
         break;
       }
   }
+  // Sync mode: workers hold packets for these changes, so they go now, not after flush_ms.
+  if (rt_.config.sync.mode == config::SyncMode::kSync) endpoint_->flush();
   if (end_pending_ && std::all_of(waiting_.begin(), waiting_.end(), [](const auto& q) { return q.empty(); })) {
     if (endpoint_->send_control(sync::MessageKind::kResyncEnd, sync::ResyncRecord{*serving_id_, serving_entries_},
                                 now) == sync::AddStatus::kQueued) {
@@ -454,29 +470,51 @@ void SyncService::transmit(std::uint64_t now) {
 
 void SyncService::note_lag(std::uint64_t emitted_ms) {
   ++records_added_;
-  const std::uint64_t seq = endpoint_->next_sequence();
+  const std::uint64_t seq = endpoint_->last_record_sequence();
   if (!checkpoints_.empty() && checkpoints_.back().sequence == seq) {
     checkpoints_.back().records = records_added_;
+    checkpoints_.back().changes = changes_handled_;
     return;
   }
-  checkpoints_.push_back({seq, emitted_ms, records_added_});
+  checkpoints_.push_back({seq, emitted_ms, records_added_, changes_handled_});
+}
+
+void SyncService::publish_acked(const std::vector<std::uint64_t>& changes) {
+  for (unsigned w = 0; w < changes.size(); ++w) rt_.sync_link->set_acked_changes(w, changes[w]);
 }
 
 void SyncService::update_lag(std::uint64_t now) {
   const std::uint64_t acked = endpoint_->acked();
+  const bool sync_mode = rt_.config.sync.mode == config::SyncMode::kSync;
   while (!checkpoints_.empty() && checkpoints_.front().sequence <= acked) {
     acked_records_ = checkpoints_.front().records;
+    if (sync_mode) publish_acked(checkpoints_.front().changes);
     checkpoints_.pop_front();
   }
   if (checkpoints_.empty()) {
     acked_records_ = records_added_;
     lag_entries_ = 0;
     lag_ms_ = 0;
-    return;
+    if (sync_mode) publish_acked(changes_handled_);  // what was handled without being sent too
+  } else {
+    lag_entries_ = records_added_ - acked_records_;
+    lag_ms_ = age(now, checkpoints_.front().emitted_ms);
+    lag_max_ms_ = std::max(lag_max_ms_, lag_ms_);
   }
-  lag_entries_ = records_added_ - acked_records_;
-  lag_ms_ = age(now, checkpoints_.front().emitted_ms);
-  lag_max_ms_ = std::max(lag_max_ms_, lag_ms_);
+  // Hold new connections only while the peer acks: a dead peer (or a cut link) must not delay
+  // every new connection by the hold timeout.
+  if (sync_mode) {
+    const std::uint64_t patience = std::max<std::uint64_t>(50, 5 * rt_.config.sync.hold_timeout_ms);
+    const bool acking = endpoint_->decoder().has_peer_epoch() && lag_ms_ <= patience;
+    if (acking != rt_.sync_link->holding()) {
+      rt_.sync_link->set_holding(acking);
+      if (acking) spdlog::info("sync: the peer acks: new connections wait for its ack (sync mode)");
+      else
+        spdlog::warn("sync: the peer does not ack (oldest change {} ms old): new connections are not held (RPO > 0 "
+                     "until it acks again)",
+                     lag_ms_);
+    }
+  }
 }
 
 json SyncService::status() const {
@@ -488,6 +526,7 @@ json SyncService::status() const {
   for (std::size_t i = 0; i < sync::kSyncErrorCount; ++i)
     errors[sync::to_string(static_cast<sync::SyncError>(i))] = endpoint_->decoder().errors()[i];
   std::uint64_t ring_dropped = 0, deltas = 0, resync_entries = 0, records_in = 0, split = 0;
+  std::uint64_t held = 0, released_acked = 0, released_timeout = 0, released_unheld = 0, hold_us = 0;
   std::array<std::uint64_t, sync::kApplyResultCount> applied{};
   for (unsigned w = 0; w < rt_.sync_link->workers(); ++w) {
     const auto& c = rt_.sync_link->counters(w);
@@ -496,6 +535,11 @@ json SyncService::status() const {
     resync_entries += c.resync_entries.get();
     records_in += c.records_in.get();
     split += c.split.get();
+    held += c.held.get();
+    released_acked += c.released_acked.get();
+    released_timeout += c.released_timeout.get();
+    released_unheld += c.released_unheld.get();
+    hold_us += c.hold_us.get();
     for (std::size_t i = 0; i < applied.size(); ++i) applied[i] += c.applied[i].get();
   }
   json apply = json::object();
@@ -542,6 +586,14 @@ json SyncService::status() const {
             {"peer_restarts", st.peer_restarts},
             {"records", records_in}}},
           {"lag", {{"entries", lag_entries_}, {"ms", lag_ms_}, {"max_ms", lag_max_ms_}}},
+          {"hold",
+           {{"holding", rt_.sync_link->holding()},
+            {"timeout_ms", sc.hold_timeout_ms},
+            {"held", held},
+            {"released_acked", released_acked},
+            {"released_timeout", released_timeout},
+            {"not_held", released_unheld},
+            {"average_us", released_acked + released_timeout != 0 ? hold_us / (released_acked + released_timeout) : 0}}},
           {"apply", apply},
           {"resync",
            {{"state", state},

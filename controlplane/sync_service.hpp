@@ -59,10 +59,12 @@ class SyncService {
   void drain_workers(std::uint64_t now);
   // False when the send window is full: the delta stays for the next round.
   bool send_delta(unsigned worker, const conntrack::ConnDelta& d, std::uint64_t now);
+  bool send_one(unsigned worker, const conntrack::ConnDelta& d, std::uint64_t now);
   void request_resync(std::uint64_t now);
   void maintain(std::uint64_t now);
   void transmit(std::uint64_t now);
   void note_lag(std::uint64_t emitted_ms);
+  void publish_acked(const std::vector<std::uint64_t>& changes);
   void update_lag(std::uint64_t now);
 
   Runtime& rt_;
@@ -102,7 +104,9 @@ class SyncService {
     std::uint64_t sequence;
     std::uint64_t emitted_ms;
     std::uint64_t records;  // cumulative, through this sequence
+    std::vector<std::uint64_t> changes;  // per worker: its changes handled through this sequence
   };
+  std::vector<std::uint64_t> changes_handled_;  // per worker, in ring order (sync mode's acks)
   std::deque<Checkpoint> checkpoints_;
   std::uint64_t records_added_ = 0, acked_records_ = 0;
   std::uint64_t lag_entries_ = 0, lag_ms_ = 0, lag_max_ms_ = 0;

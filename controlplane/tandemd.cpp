@@ -262,7 +262,8 @@ int run(config::Config cfg, const std::string& config_path) {
     try {
       // A few milliseconds of changes at a worker's full rate of new connections.
       rt.sync_link = std::make_unique<dpdk::SyncLink>(static_cast<unsigned>(rte_lcore_count()), 16384,
-                                                      c.sync.refresh_ms);
+                                                      c.sync.refresh_ms, c.sync.mode == config::SyncMode::kSync,
+                                                      c.sync.hold_timeout_ms);
     } catch (const std::exception& e) {
       spdlog::critical("sync: {}", e.what());
       stop_ports(rt);
@@ -376,6 +377,8 @@ int run(config::Config cfg, const std::string& config_path) {
   // Worker 0 runs on the main lcore; the control thread is an ordinary (non-EAL) thread.
   for (unsigned i = 1; i < lcores.size(); ++i)
     rte_eal_remote_launch(dpdk::Worker::lcore_main, rt.workers[i].get(), lcores[i]);
+  std::optional<dpdk::ControlCpuScope> control_cpus(std::in_place);  // the threads created until worker 0 runs
+  spdlog::info("control threads on CPU(s) {}", control_cpus->cpus());
   std::thread control(control_loop, std::ref(rt), std::cref(signals));
   // Served from a DPDK control thread (never a worker lcore), once the workers run.
   bool failed = false;
@@ -407,6 +410,7 @@ int run(config::Config cfg, const std::string& config_path) {
     observe::sd_notify("READY=1\nSTATUS=forwarding");
   }
 
+  control_cpus.reset();  // this thread is worker 0 again, on the main lcore's CPU
   dpdk::Worker::lcore_main(rt.workers[0].get());
   rte_eal_mp_wait_lcore();
   control.join();

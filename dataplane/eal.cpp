@@ -1,5 +1,9 @@
 #include "dataplane/eal.hpp"
 
+#include <pthread.h>
+#include <sched.h>
+#include <unistd.h>
+
 #include <rte_eal.h>
 #include <rte_errno.h>
 #include <rte_lcore.h>
@@ -59,6 +63,44 @@ rte_mempool* create_mbuf_pool(const std::string& name, unsigned count, bool pack
   }
   if (!pool) error = "cannot create mbuf pool of " + std::to_string(count) + " buffers: " + rte_strerror(rte_errno);
   return pool;
+}
+
+}  // namespace tandem::dpdk
+
+namespace tandem::dpdk {
+
+ControlCpuScope::ControlCpuScope() {
+  static_assert(sizeof(cpu_set_t) <= sizeof(saved_));
+  cpu_set_t& saved = *reinterpret_cast<cpu_set_t*>(saved_.data());
+  if (pthread_getaffinity_np(pthread_self(), sizeof saved, &saved) != 0) return;
+  const long n = sysconf(_SC_NPROCESSORS_ONLN);
+  cpu_set_t control;
+  CPU_ZERO(&control);
+  for (long cpu = 0; cpu < n && cpu < CPU_SETSIZE; ++cpu) {
+    bool worker = false;
+    unsigned lcore = 0;
+    RTE_LCORE_FOREACH(lcore) {
+      const rte_cpuset_t set = rte_lcore_cpuset(lcore);
+      if (CPU_ISSET(cpu, &set)) worker = true;
+    }
+    if (!worker) CPU_SET(cpu, &control);
+  }
+  if (CPU_COUNT(&control) == 0)
+    for (long cpu = 0; cpu < n && cpu < CPU_SETSIZE; ++cpu) CPU_SET(cpu, &control);
+  restore_ = pthread_setaffinity_np(pthread_self(), sizeof control, &control) == 0;
+  for (long cpu = 0; cpu < n && cpu < CPU_SETSIZE; ++cpu) {
+    if (!CPU_ISSET(cpu, &control)) continue;
+    long last = cpu;
+    while (last + 1 < n && CPU_ISSET(last + 1, &control)) ++last;
+    if (!cpus_.empty()) cpus_ += ",";
+    cpus_ += std::to_string(cpu) + (last > cpu ? "-" + std::to_string(last) : "");
+    cpu = last;
+  }
+}
+
+ControlCpuScope::~ControlCpuScope() {
+  if (restore_)
+    pthread_setaffinity_np(pthread_self(), sizeof(cpu_set_t), reinterpret_cast<const cpu_set_t*>(saved_.data()));
 }
 
 }  // namespace tandem::dpdk

@@ -1,6 +1,7 @@
 // EAL start-up and packet-buffer pools: the first and last DPDK calls of tandemd.
 #pragma once
 
+#include <array>
 #include <string>
 #include <vector>
 
@@ -11,6 +12,26 @@ namespace tandem::dpdk {
 // rte_eal_init with `args` (argv[0] included). Returns an error message, empty on success.
 std::string eal_init(const std::vector<std::string>& args);
 void eal_cleanup();
+
+// Keeps the threads a scope creates off the workers' CPUs. A thread inherits its creator's
+// affinity, and tandemd's main thread is worker 0, pinned to the main lcore's CPU: without this
+// the control, ctl, HA and state-sync threads would all compete with worker 0 for its core.
+// In scope, the calling thread runs on every CPU no enabled lcore uses (every CPU when the
+// lcores take them all, as in a 2-core lab); its own affinity comes back at the end.
+class ControlCpuScope {
+ public:
+  ControlCpuScope();
+  ~ControlCpuScope();
+  ControlCpuScope(const ControlCpuScope&) = delete;
+  ControlCpuScope& operator=(const ControlCpuScope&) = delete;
+  // The CPUs in use, as a list ("1", "2-7"), for the log.
+  const std::string& cpus() const { return cpus_; }
+
+ private:
+  std::array<unsigned char, 128> saved_{};  // a cpu_set_t
+  bool restore_ = false;
+  std::string cpus_;
+};
 
 // A pktmbuf pool of `count` buffers on the caller's socket. Null with `error` set on failure.
 // `packed`: objects back to back, none aligned to a page (RTE_MEMPOOL_F_NO_IOVA_CONTIG). Needed

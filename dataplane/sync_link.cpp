@@ -12,12 +12,15 @@ namespace tandem::dpdk {
 static_assert(sizeof(sync::ConnRecord) % 4 == 0 && sizeof(conntrack::ConnDelta) % 4 == 0,
               "ring elements are a multiple of 4 bytes");
 
-SyncLink::SyncLink(unsigned workers, unsigned ring_size, std::uint64_t refresh_ms) : refresh_ms_(refresh_ms) {
+SyncLink::SyncLink(unsigned workers, unsigned ring_size, std::uint64_t refresh_ms, bool sync_mode,
+                   std::uint32_t hold_timeout_ms)
+    : refresh_ms_(refresh_ms), sync_mode_(sync_mode), hold_timeout_ms_(hold_timeout_ms) {
   const int socket = static_cast<int>(rte_socket_id());
   lanes_.resize(workers);
   for (unsigned w = 0; w < workers; ++w) {
     Lane& l = lanes_[w];
     l.counters = std::make_unique<WorkerSyncCounters>();
+    l.acked = std::make_unique<std::atomic<std::uint64_t>>(0);
     const std::string out = "sync_out_" + std::to_string(w), in = "sync_in_" + std::to_string(w);
     l.out = rte_ring_create_elem(out.c_str(), sizeof(conntrack::ConnDelta), ring_size, socket,
                                  RING_F_SP_ENQ | RING_F_SC_DEQ);
@@ -41,11 +44,12 @@ SyncLink::~SyncLink() {
   }
 }
 
-void SyncLink::emit(unsigned w, const conntrack::ConnDelta* d, unsigned n) {
+unsigned SyncLink::emit(unsigned w, const conntrack::ConnDelta* d, unsigned n) {
   Lane& l = lanes_[w];
   const unsigned sent = rte_ring_sp_enqueue_burst_elem(l.out, d, sizeof(conntrack::ConnDelta), n, nullptr);
   l.counters->deltas.add(sent);
   if (sent != n) l.counters->ring_dropped.add(n - sent);
+  return sent;
 }
 
 unsigned SyncLink::room(unsigned w) const { return rte_ring_free_count(lanes_[w].out); }

@@ -32,23 +32,41 @@ struct alignas(64) WorkerSyncCounters {
   Counter records_in;       // peer records taken from the inbound ring
   std::array<Counter, sync::kApplyResultCount> applied;  // by sync::ApplyResult
   Counter split;            // applied records whose directions this unit's workers split
+  // Sync mode: new connections' first packets held until the peer acked their create.
+  Counter held;             // packets held
+  Counter released_acked;   // ... sent once the peer acked
+  Counter released_timeout; // ... sent after hold_timeout_ms without the ack
+  Counter released_unheld;  // ... sent at once: the hold queue was full, or the change was dropped
+  Counter hold_us;          // total time held, microseconds (the average: hold_us / released)
 };
 
 class SyncLink {
  public:
   // `workers` rings each way, each of `ring_size` elements (a power of two). Throws
   // std::runtime_error when a ring cannot be created.
-  SyncLink(unsigned workers, unsigned ring_size, std::uint64_t refresh_ms);
+  SyncLink(unsigned workers, unsigned ring_size, std::uint64_t refresh_ms, bool sync_mode = false,
+           std::uint32_t hold_timeout_ms = 10);
   ~SyncLink();
   SyncLink(const SyncLink&) = delete;
   SyncLink& operator=(const SyncLink&) = delete;
 
   unsigned workers() const { return static_cast<unsigned>(lanes_.size()); }
   std::uint64_t refresh_ms() const { return refresh_ms_; }
+  std::uint32_t hold_timeout_ms() const { return hold_timeout_ms_; }
+  // Sync mode and the peer acks: workers hold a new connection's first packet. The sync thread
+  // clears it while the peer does not ack (dead, or the link is cut), so that new connections
+  // are not delayed by the timeout each.
+  bool holding() const { return holding_.load(std::memory_order_relaxed); }
+  void set_holding(bool on) { holding_.store(on && sync_mode_, std::memory_order_relaxed); }
+  bool sync_mode() const { return sync_mode_; }
+  // How many of worker `w`'s changes (counted from 1, in ring order) the peer has acked.
+  std::uint64_t acked_changes(unsigned w) const { return lanes_[w].acked->load(std::memory_order_acquire); }
+  void set_acked_changes(unsigned w, std::uint64_t n) { lanes_[w].acked->store(n, std::memory_order_release); }
 
   // --- worker `w` ---
-  // Hands `n` changes to the sync thread; what does not fit is dropped and counted.
-  void emit(unsigned w, const conntrack::ConnDelta* d, unsigned n);
+  // Hands `n` changes to the sync thread; what does not fit is dropped and counted. Returns how
+  // many were taken (the first ones).
+  unsigned emit(unsigned w, const conntrack::ConnDelta* d, unsigned n);
   // Room in the ring: a resync slice takes no more than this, so it never drops.
   unsigned room(unsigned w) const;
   unsigned take_records(unsigned w, sync::ConnRecord* out, unsigned max);
@@ -69,9 +87,13 @@ class SyncLink {
     rte_ring* out = nullptr;
     rte_ring* in = nullptr;
     std::unique_ptr<WorkerSyncCounters> counters;
+    std::unique_ptr<std::atomic<std::uint64_t>> acked;  // its own line: written by the sync thread
   };
   std::vector<Lane> lanes_;
   std::uint64_t refresh_ms_;
+  bool sync_mode_;
+  std::uint32_t hold_timeout_ms_;
+  std::atomic<bool> holding_{false};
   std::atomic<std::uint32_t> resync_generation_{0};
 };
 

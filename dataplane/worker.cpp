@@ -135,6 +135,10 @@ void Worker::run() {
       }
     }
   }
+  if (shared_.sync) {  // stopping: what is held goes now
+    flush_sync();
+    release_held(now_ms(), true);
+  }
   shared_.rcu->offline(index_);
 }
 
@@ -229,6 +233,7 @@ void Worker::process_burst(rte_mbuf** pkts, unsigned n, std::optional<std::size_
                            bool may_hand_off) {
   lb::LbContext lb = lb_context(now);
   const bool balancing = !lb.services->services().empty();
+  holding_ = shared_.sync && shared_.sync->holding();
   if (balancing) {
     // Parse the whole burst first and start fetching each flow's index line, then its entry:
     // the cache misses of the burst's lookups overlap instead of queueing one after another
@@ -297,6 +302,7 @@ void Worker::handle_frame(std::size_t port_index, rte_mbuf* m, Staged* staged, l
         m->data_len = static_cast<std::uint16_t>(len);  // a dropped VLAN tag shrinks it
         m->pkt_len = len;
         counters_.count(v.event);
+        if (v.new_flow && holding_ && hold(v.port, m, now)) return;  // sync mode: until the peer acked
         enqueue_tx(v.port, m);
         return;
       }
@@ -443,13 +449,60 @@ bool Worker::sync_duties(std::uint64_t now) {
   const bool applied = apply_peer_records(now);
   const bool streamed = resync_slice(now);
   flush_sync();
+  // Not holding any more (the peer stopped acking, or it is not sync mode): send them all.
+  release_held(now, !shared_.sync->holding());
   return applied || streamed;
 }
 
 void Worker::flush_sync() {
   if (sync_log_.empty()) return;
-  shared_.sync->emit(index_, sync_log_.data(), static_cast<unsigned>(sync_log_.size()));
+  const unsigned taken = shared_.sync->emit(index_, sync_log_.data(), static_cast<unsigned>(sync_log_.size()));
+  // The packets held this burst learn their create's number (a create the ring refused: 0).
+  for (std::size_t k = held_n_ - unresolved_; k < held_n_; ++k) {
+    Held& h = held_[(held_head_ + k) % kHoldCapacity];
+    h.change = h.change <= taken ? changes_taken_ + h.change : 0;
+  }
+  unresolved_ = 0;
+  changes_taken_ += taken;
   sync_log_.clear();
+}
+
+bool Worker::hold(std::size_t port, rte_mbuf* m, std::uint64_t now) {
+  WorkerSyncCounters& c = shared_.sync->counters(index_);
+  if (held_n_ == kHoldCapacity || sync_log_.empty()) {
+    c.released_unheld.add();
+    return false;
+  }
+  Held& h = held_[(held_head_ + held_n_) % kHoldCapacity];
+  h = {.m = m,
+       .port = static_cast<std::uint8_t>(port),
+       .change = sync_log_.size(),  // its position for now: flush_sync() resolves it
+       .since_tsc = rte_rdtsc(),
+       .deadline_ms = now + shared_.sync->hold_timeout_ms()};
+  ++held_n_;
+  ++unresolved_;
+  c.held.add();
+  return true;
+}
+
+void Worker::release_held(std::uint64_t now, bool all) {
+  if (held_n_ == unresolved_) return;
+  WorkerSyncCounters& c = shared_.sync->counters(index_);
+  const std::uint64_t acked = shared_.sync->acked_changes(index_);
+  const std::uint64_t tsc = rte_rdtsc();
+  static const std::uint64_t tsc_per_us = std::max<std::uint64_t>(rte_get_tsc_hz() / 1'000'000, 1);
+  while (held_n_ > unresolved_) {
+    Held& h = held_[held_head_];
+    if (h.change == 0) c.released_unheld.add();
+    else if (h.change <= acked) c.released_acked.add();
+    else if (all || now >= h.deadline_ms) c.released_timeout.add();
+    else break;  // FIFO: the acks and the deadlines of the ones behind come later
+    c.hold_us.add((tsc - h.since_tsc) / tsc_per_us);
+    enqueue_tx(h.port, h.m);
+    held_head_ = (held_head_ + 1) % kHoldCapacity;
+    --held_n_;
+  }
+  flush_tx();
 }
 
 bool Worker::apply_peer_records(std::uint64_t now) {

@@ -173,6 +173,11 @@ class Worker {
   // Re-sends busy connections not sent for refresh_ms, a slice per periodic tick (the peer's
   // copy would otherwise expire while the connection lives on here).
   void refresh_slice(std::uint64_t now_ms, std::size_t examine);
+  // Sync mode: holds `m` (a new connection's first packet, whose create is the last change in
+  // sync_log_) until the peer acked it; false when it cannot (queue full).
+  bool hold(std::size_t port, rte_mbuf* m, std::uint64_t now_ms);
+  // Sends the held packets whose create the peer acked, or whose time is up (`all`: every one).
+  void release_held(std::uint64_t now_ms, bool all);
 
   unsigned index_;
   WorkerSettings settings_;
@@ -216,6 +221,20 @@ class Worker {
   std::size_t resync_cursor_ = 0;
   std::uint64_t resync_count_ = 0;
   std::size_t refresh_cursor_ = 0;
+  std::uint64_t changes_taken_ = 0;  // changes the ring to the sync thread took, ever
+  // Sync mode's hold queue (FIFO; the newest `unresolved_` wait for their create to be handed
+  // over, and know only its position in sync_log_).
+  struct Held {
+    rte_mbuf* m = nullptr;
+    std::uint8_t port = 0;
+    std::uint64_t change = 0;  // resolved: the create's number among the changes taken; 0: dropped
+    std::uint64_t since_tsc = 0;
+    std::uint64_t deadline_ms = 0;
+  };
+  static constexpr std::size_t kHoldCapacity = 512;
+  std::array<Held, kHoldCapacity> held_{};
+  std::size_t held_head_ = 0, held_n_ = 0, unresolved_ = 0;
+  bool holding_ = false;  // for this burst
   // HA (worker 0): the generations handled so far, and the announcement being sent.
   std::uint32_t advert_seen_ = 0;
   HaAdvertOut advert_;

@@ -27,7 +27,7 @@ const char* to_string(PortRole r) {
   return "unknown";
 }
 
-const char* to_string(SyncMode) { return "async"; }
+const char* to_string(SyncMode m) { return m == SyncMode::kSync ? "sync" : "async"; }
 const char* to_string(L4Protocol p) { return p == L4Protocol::kTcp ? "tcp" : "udp"; }
 
 const char* to_string(HealthCheckType t) {
@@ -569,9 +569,10 @@ void read_sync(TableReader& root, Config& c) {
     r.string("peer", s.peer, false, [](const std::string& v) { return check_listen(v); });
     std::string mode = "async";
     r.string("mode", mode, false, [](const std::string& v) {
-      return v == "async" ? std::string()
-                          : "must be \"async\" (\"sync\", holding a new flow until the peer acked it, is not built yet)";
+      return v == "async" || v == "sync" ? std::string() : "must be \"async\" or \"sync\"";
     });
+    s.mode = mode == "sync" ? SyncMode::kSync : SyncMode::kAsync;
+    r.integer("hold_timeout_ms", s.hold_timeout_ms, 1, 1000);
     r.integer("refresh_ms", s.refresh_ms, 100, 3'600'000);
     r.integer("flush_ms", s.flush_ms, 1, 100);
     r.integer("budget", s.budget, 200, 8972);  // a 9000-byte jumbo frame's UDP payload

@@ -241,7 +241,7 @@ struct HaConfig {
 };
 
 // [sync]: connection-state replication to the peer (docs/sync-protocol.md). Needs [ha].
-enum class SyncMode : std::uint8_t { kAsync };
+enum class SyncMode : std::uint8_t { kAsync, kSync };
 struct SyncConfig {
   bool enabled = false;  // [ha] present and not `enabled = false`
   // UDP on the sync link. Defaults: [ha] sync_listen's and sync_peer's addresses, their port + 1.
@@ -250,6 +250,8 @@ struct SyncConfig {
   net::Ipv4Addr address, peer_address;  // parsed from the two above
   std::uint16_t port = 0, peer_port = 0;
   SyncMode mode = SyncMode::kAsync;
+  // Sync mode: a new connection's first packet waits at most this long for the peer's ack.
+  std::uint32_t hold_timeout_ms = 10;
   std::uint32_t refresh_ms = 10'000;  // a busy connection is re-sent at least this often
   std::uint32_t flush_ms = 1;         // an open batch waits at most this long
   std::uint32_t budget = 1400;        // UDP payload bytes per message

@@ -44,6 +44,16 @@ void add_sync_metrics(prometheus::Exposition& e, const nlohmann::json& s) {
                          MetricType::kCounter);
   for (const char* r : {"created", "refreshed", "deleted", "absent", "conflict", "table_full", "bad_record"})
     apply.add({{"result", r}}, num(s["apply"][r]));
+  const auto& hold = s["hold"];
+  e.family("tandem_sync_holding", "1 while new connections' first packets wait for the peer's ack (sync mode).",
+           MetricType::kGauge)
+      .add({}, hold.value("holding", false) ? 1 : 0);
+  auto& released = e.family("tandem_sync_held_packets_total",
+                            "Sync mode: new connections' first packets, by how they left the hold queue.",
+                            MetricType::kCounter);
+  released.add({{"outcome", "acked"}}, num(hold["released_acked"]))
+      .add({{"outcome", "timeout"}}, num(hold["released_timeout"]))
+      .add({{"outcome", "not_held"}}, num(hold["not_held"]));
   const auto& resync = s["resync"];
   counter("tandem_sync_resyncs_completed_total", "Bulk resyncs this unit received whole.", num(resync["completed"]));
   counter("tandem_sync_resyncs_served_total", "Bulk resyncs this unit sent the peer.", num(resync["served"]));

@@ -173,6 +173,7 @@ AddStatus Endpoint::add(MessageKind kind, const Record& r, std::uint64_t now) {
     batch_started_ = now;
   }
   batch_.add(r);
+  last_record_sequence_ = send_.next_sequence();  // the open batch's, sealed now or later
   if (!batch_.fits(wire_size(r))) seal();  // full: no need to wait for the flush timer
   return AddStatus::kQueued;
 }
@@ -220,7 +221,7 @@ void Endpoint::poll(std::uint64_t now, std::vector<std::span<const std::uint8_t>
     SendWindow::Entry& e = send_.at(s);
     if (!e.live) continue;
     if (e.transmissions == 0) {
-      transmit(e, 0, now, out);
+      transmit(e, config_.ack_now_always ? kFlagAckNow : 0, now, out);
       ++stats_.messages_sent;
     } else if (e.sacked) {
       continue;  // the peer holds it; the cumulative ack will follow when the holes are filled

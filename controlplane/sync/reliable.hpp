@@ -130,6 +130,9 @@ struct EndpointConfig {
   std::uint32_t max_transmissions = 12;   // then the message is given up
   std::uint32_t reorder_ms = 5;           // the link's reordering: see SendWindow::ack
   std::uint32_t ack_delay_ms = 2;       // an ack-only message when nothing carried the ack
+  // Sync mode: every first transmission asks for an ack at once (flag ack now), so a sender
+  // holding packets until its records are acked waits one round trip, not ack_delay_ms.
+  bool ack_now_always = false;
 };
 
 struct EndpointStats {
@@ -189,8 +192,10 @@ class Endpoint {
 
   // --- state ---
   std::size_t in_flight() const { return send_.in_flight(); }
-  // The sequence the open batch (a record add()ed now) will be sent under.
   std::uint64_t next_sequence() const { return send_.next_sequence(); }
+  // The sequence the last record add()ed goes (or went) under: its batch may have been sealed
+  // by that add already (it was full).
+  std::uint64_t last_record_sequence() const { return last_record_sequence_; }
   bool window_full() const { return send_.full(); }
   std::uint64_t epoch() const { return config_.epoch; }
   std::uint64_t peer_epoch() const { return decoder_.peer_epoch(); }
@@ -213,6 +218,7 @@ class Endpoint {
   Decoder decoder_;
   Batch batch_;
   std::uint64_t batch_started_ = 0;
+  std::uint64_t last_record_sequence_ = 0;
   SendWindow send_;
   ReceiveWindow recv_;
   Message scratch_;

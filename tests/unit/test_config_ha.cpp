@@ -709,7 +709,8 @@ TEST(ConfigSync, EveryKey) {
 enabled = true
 listen = "192.168.255.1:7000"
 peer = "192.168.255.9:7001"
-mode = "async"
+mode = "sync"
+hold_timeout_ms = 20
 refresh_ms = 2000
 flush_ms = 5
 budget = 8000
@@ -721,6 +722,8 @@ key = "another-key-of-16-bytes"
   EXPECT_EQ(s.peer, "192.168.255.9:7001");
   EXPECT_EQ(s.peer_address, *Ipv4Addr::parse("192.168.255.9"));
   EXPECT_EQ(s.refresh_ms, 2000u);
+  EXPECT_EQ(s.mode, tandem::config::SyncMode::kSync);
+  EXPECT_EQ(s.hold_timeout_ms, 20u);
   EXPECT_EQ(s.flush_ms, 5u);
   EXPECT_EQ(s.budget, 8000u);
   EXPECT_EQ(s.key, "another-key-of-16-bytes");
@@ -734,8 +737,12 @@ TEST(ConfigSyncErrors, OneAtATime) {
     ExpectOneError(text, header(text, "[sync]"), "sync", "needs an [ha] table");
   }
   {
-    const std::string text = kPorts + kHa + "[sync]\nmode = \"sync\"\n";
-    ExpectOneError(text, value_of(text, "mode"), "sync.mode", "must be \"async\"");
+    const std::string text = kPorts + kHa + "[sync]\nmode = \"semi\"\n";
+    ExpectOneError(text, value_of(text, "mode"), "sync.mode", "must be \"async\" or \"sync\"");
+  }
+  {
+    const std::string text = kPorts + kHa + "[sync]\nhold_timeout_ms = 0\n";
+    ExpectOneError(text, value_of(text, "hold_timeout_ms"), "sync.hold_timeout_ms", "1");
   }
   {
     const std::string text = kPorts + kHa + "[sync]\nrefresh_ms = 50\n";
@@ -776,6 +783,7 @@ TEST(ConfigSyncErrors, OneAtATime) {
 TEST(ConfigSyncToToml, RoundTripsWithAKeyFileOfItsOwn) {
   ExpectRoundTrip(parsed(kPorts + kHa + "[sync]\nrefresh_ms = 3000\nkey_file = \"/etc/tandem/sync.key\"\n"));
   ExpectRoundTrip(parsed(kPorts + kHa + "[sync]\nenabled = false\n"));
+  ExpectRoundTrip(parsed(kPorts + kHa + "[sync]\nmode = \"sync\"\nhold_timeout_ms = 3\n"));
   const std::string text = tandem::config::to_toml(parsed(kPorts + kHa));
   EXPECT_THAT(text, HasSubstr("[sync]"));
   EXPECT_THAT(text, HasSubstr("listen = '192.168.255.1:8694'"));

@@ -520,3 +520,36 @@ TEST(Endpoint, SenderRestartsMidStream) {
 }
 
 }  // namespace
+
+TEST(Endpoint, TheLastRecordsSequenceEvenWhenItsAddSealedTheBatch) {
+  Endpoint a(config(1, 11));
+  for (std::uint32_t n = 1; n <= 26; ++n) {
+    a.add(MessageKind::kData, numbered(n), 100);
+    EXPECT_EQ(a.last_record_sequence(), 1u);
+  }
+  a.add(MessageKind::kData, numbered(27), 100);  // fills the batch: sealed under 1 at once
+  EXPECT_EQ(a.last_record_sequence(), 1u);
+  EXPECT_EQ(a.next_sequence(), 2u) << "what the lag tracking once wrongly used";
+  a.add(MessageKind::kData, numbered(28), 100);
+  EXPECT_EQ(a.last_record_sequence(), 2u);
+  a.send_control(MessageKind::kConfig, ConfigRecord{7}, 100);  // seals 2, takes 3
+  a.add(MessageKind::kData, numbered(29), 100);
+  EXPECT_EQ(a.last_record_sequence(), 4u);
+}
+
+TEST(Endpoint, SyncModeAsksForAnAckAtOnce) {
+  EndpointConfig ca = config(1, 11);
+  ca.ack_now_always = true;
+  Endpoint a(ca), b(config(2, 22)), c(config(1, 12)), d(config(2, 23));
+  a.add(MessageKind::kData, numbered(1), 100);
+  a.flush();
+  c.add(MessageKind::kData, numbered(1), 100);
+  c.flush();
+  for (const auto& m : poll(a, 100)) ASSERT_TRUE(b.receive(m, 100).accepted);
+  for (const auto& m : poll(c, 100)) ASSERT_TRUE(d.receive(m, 100).accepted);
+  drain(b);
+  drain(d);
+  EXPECT_EQ(poll(b, 100).size(), 1u) << "the ack goes without waiting";
+  EXPECT_TRUE(poll(d, 100).empty()) << "async: after ack_delay_ms";
+  EXPECT_EQ(poll(d, 102).size(), 1u);
+}
