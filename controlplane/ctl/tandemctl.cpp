@@ -195,6 +195,13 @@ void print_sync_status(const json& r) {
             << "\n";
   std::cout << "lag: " << scalar(lag["entries"]) << " change(s), " << scalar(lag["ms"]) << " ms (max "
             << scalar(lag["max_ms"]) << " ms)\n";
+  if (r.value("mode", "") == "sync") {
+    const json hold = r.value("hold", json::object());
+    std::cout << "hold: " << (hold.value("holding", false) ? "on" : "OFF (the peer does not ack)") << ", "
+              << scalar(hold["held"]) << " first packets held, " << scalar(hold["released_acked"]) << " acked, "
+              << scalar(hold["released_timeout"]) << " timed out, " << scalar(hold["not_held"])
+              << " not held; average " << scalar(hold["average_us"]) << " us\n";
+  }
   std::cout << "resync: " << resync.value("state", "") << ", " << scalar(resync["completed"]) << " received ("
             << scalar(resync["last_entries"]) << " connections in " << scalar(resync["last_ms"]) << " ms last), "
             << scalar(resync["served"]) << " served" << (resync.value("serving", false) ? ", serving one now" : "")
