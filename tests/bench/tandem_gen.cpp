@@ -18,11 +18,16 @@
 // Phases: wait for both links (and for --go-file, if given); --warmup-seconds at a gentle pace
 // (one burst every 100 us), so that the DUT resolves its neighbours and, for --established,
 // learns the flows; a quiet second ("warmup_done" .. "measure_start"); then the measured phase
-// at full speed until --seconds or --count frames. Frames received during the measured phase
+// at full speed until --seconds or --count frames ("measure_end"). Frames received during it
 // are the result; with --linger-seconds it then keeps the links up (draining) until SIGTERM or
-// that time. Progress goes to stdout as JSON lines, {"event": ...}; the summary line is
-// {"event": "summary", "tx", "rx", "tx_pps", "rx_pps", "seconds", ...}; rx_to_vip counts frames
-// that came back still addressed to the VIP (io forwarding; a NAT must leave none).
+// that time. --rate R limits both phases to R frames per second (the warm-up keeps its own pace
+// when that is slower): whole bursts of 32 are sent whenever fewer than R x elapsed frames went,
+// so the average holds and a burst may run up to 31 frames ahead; in between, the measured phase
+// sleeps rather than spins. With --new-flows, R is the rate of new connections offered
+// (scripts/bench/sync.py). Progress goes to stdout as JSON lines, {"event": ...}; the summary
+// line is {"event": "summary", "rate", "tx", "rx", "tx_pps", "rx_pps", "seconds", ...};
+// rx_to_vip counts frames that came back still addressed to the VIP (io forwarding; a NAT must
+// leave none).
 //
 // Example (scripts/bench/fastpath.py runs it):
 //   tandem_gen -l 0 --no-huge --no-pci -m 512 --file-prefix gen
@@ -43,6 +48,7 @@
 #include <arpa/inet.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <csignal>
@@ -89,6 +95,7 @@ struct Options {
   double linger_seconds = 0.0;              // after the summary: keep draining until SIGTERM
   std::string go_file;                      // after links up: wait for this file to exist
   std::uint64_t count = UINT64_MAX;         // frames in the measured phase
+  double rate = 0.0;                        // frames per second (both phases); 0: no limit
 };
 
 std::uint32_t parse_ip(const std::string& s) {
@@ -149,6 +156,9 @@ Options parse_options(int argc, char** argv) {
       o.linger_seconds = std::stod(value());
     } else if (arg == "--count") {
       o.count = std::stoull(value());
+    } else if (arg == "--rate") {
+      o.rate = std::stod(value());
+      if (!(o.rate >= 0.0)) die("--rate must be >= 0 (0: no limit)");
     } else {
       die("unknown option " + std::string(arg));
     }
@@ -450,14 +460,16 @@ int main(int argc, char** argv) {
     event("go");
   }
 
-  // Warm-up: a gentle pace, so neighbours are resolved and flows learnt before measuring.
+  // Warm-up: a gentle pace, so neighbours are resolved and flows learnt before measuring; no
+  // faster than --rate either.
+  const double warm_interval = o.rate > 0.0 ? std::max(100e-6, kBurst / o.rate) : 100e-6;
   const std::uint64_t warm_end = rte_rdtsc() + ticks(o.warmup_seconds);
   std::uint64_t next_burst = 0;
   while (rte_rdtsc() < warm_end && !g_stop.load(std::memory_order_relaxed)) {
     const std::uint64_t now = rte_rdtsc();
     if (now >= next_burst) {
       gen.send_burst();
-      next_burst = now + ticks(100e-6);
+      next_burst = now + ticks(warm_interval);
     }
     gen.receive();
   }
@@ -470,18 +482,31 @@ int main(int argc, char** argv) {
   gen.stats() = Stats{};
   event("measure_start");
 
-  // Measured phase: as fast as port 0 takes frames.
+  // Measured phase: as fast as port 0 takes frames; with --rate, a burst whenever fewer than
+  // rate x elapsed frames went, and while ahead of that the core is given away (sleeps of at most
+  // 100 us), so that a paced generator leaves its core to the threads that share it.
   const std::uint64_t start = rte_rdtsc();
   const std::uint64_t end = start + ticks(o.seconds);
+  const double rate_per_tick = o.rate / static_cast<double>(hz);
   std::uint64_t now = start;
   while (now < end && gen.stats().tx < o.count && !g_stop.load(std::memory_order_relaxed)) {
-    gen.send_burst();
+    if (o.rate <= 0.0) {
+      gen.send_burst();
+    } else {
+      const double ahead = static_cast<double>(gen.stats().tx) - static_cast<double>(now - start) * rate_per_tick;
+      if (ahead < 0.0) {
+        gen.send_burst();
+      } else if (const double wait_us = ahead / o.rate * 1e6; wait_us >= 20.0) {
+        rte_delay_us_sleep(static_cast<unsigned>(std::min(wait_us, 100.0)));
+      }
+    }
     gen.receive();
     now = rte_rdtsc();
   }
   const Stats measured = gen.stats();
   const double elapsed = static_cast<double>(now - start) / static_cast<double>(hz);
   gen.release_pending();
+  event("measure_end");
 
   // Drain what is still in flight (not part of the result), still answering ARP.
   const std::uint64_t drain_end = rte_rdtsc() + ticks(0.2);
@@ -489,11 +514,11 @@ int main(int argc, char** argv) {
   if (g_stop.load(std::memory_order_relaxed)) status = 1;
 
   std::printf(
-      "{\"event\": \"summary\", \"mode\": \"%s\", \"flows\": %llu, \"seconds\": %.6f, \"tx\": %llu, "
+      "{\"event\": \"summary\", \"mode\": \"%s\", \"rate\": %.1f, \"flows\": %llu, \"seconds\": %.6f, \"tx\": %llu, "
       "\"rx\": %llu, \"tx_pps\": %.1f, \"rx_pps\": %.1f, \"rx_to_vip\": %llu, \"rx_port0\": %llu, "
       "\"tx_bursts\": %llu, \"tx_short_bursts\": %llu, \"arp_replies\": %llu, \"arp_ignored\": %llu, "
       "\"warmup_tx\": %llu, \"warmup_rx\": %llu, \"interrupted\": %s}\n",
-      o.new_flows ? "new-flows" : (o.udp ? "established-udp" : "established-tcp"),
+      o.new_flows ? "new-flows" : (o.udp ? "established-udp" : "established-tcp"), o.rate,
       static_cast<unsigned long long>(o.new_flows ? warm.tx + measured.tx : o.established), elapsed,
       static_cast<unsigned long long>(measured.tx), static_cast<unsigned long long>(measured.rx),
       elapsed > 0 ? static_cast<double>(measured.tx) / elapsed : 0.0,
