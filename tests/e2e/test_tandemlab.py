@@ -3,6 +3,7 @@ sd_notify and the telemetry client as root (the last against dpdk-testpmd, not t
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -13,6 +14,7 @@ import tomllib
 import pytest
 
 import tandemlab as tl
+from tandemlab.udp_relay import UdpRelay
 
 # --- offline -------------------------------------------------------------------------------
 
@@ -267,7 +269,6 @@ def relay_probe(ns: tl.Netns, relay: str, sink: str, n: int, gap: float = 0.001,
                 settle: float = 0.5) -> list[dict]:
     """Send n numbered datagrams (gap s apart) to the relay and record what reaches the sink,
     in arrival order: [{"seq", "delay_ms" (send to receive, one clock), "src", "len"}]."""
-    import json
     cp = ns.python(_RELAY_PROBE, relay, sink, str(n), str(gap), str(settle),
                    timeout=n * gap * 3 + settle + 20)
     return json.loads(cp.stdout)["got"]
@@ -277,7 +278,6 @@ def relay_probe(ns: tl.Netns, relay: str, sink: str, n: int, gap: float = 0.001,
 def test_udp_relay_delays_in_order(lab):
     """A fixed delay, nothing else: every datagram arrives once, in order, from the relay's
     address, held at least the delay (and not much longer); the counts say so too."""
-    from tandemlab.udp_relay import UdpRelay
     ns = lab.netns("relay")
     delay = 20.0
     r = UdpRelay(ns, "127.0.0.1:9600", "127.0.0.1:9601", delay_ms=delay, lifetime=30,
@@ -301,7 +301,6 @@ def test_udp_relay_reorders_duplicates_and_drops(lab):
     """Jitter larger than the gap between datagrams reorders them, duplication and loss act at
     about their probabilities, and what the sink sees agrees with the relay's counts; the same
     seed drops the same datagrams again."""
-    from tandemlab.udp_relay import UdpRelay
     ns = lab.netns("relay")
     n, delay, jitter, dup, loss = 400, 5.0, 10.0, 0.2, 0.1
     runs = []
@@ -340,13 +339,13 @@ def test_udp_relay_reorders_duplicates_and_drops(lab):
 def test_udp_relay_is_bounded_and_ignores_its_destination(lab):
     """The relay exits on its own after its lifetime (with its final stats), and a datagram
     from its destination is not sent back there (no loop)."""
-    from tandemlab.udp_relay import UdpRelay
     ns = lab.netns("relay")
     r = UdpRelay(ns, "127.0.0.1:9600", "127.0.0.1:9601", lifetime=1.5, log_name="relay-short")
     code = ("import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
             "s.bind(('127.0.0.1', 9601)); s.sendto(b'x', ('127.0.0.1', 9600)); "
             "s.settimeout(0.5)\n"
-            "try:\n    s.recvfrom(100); print('looped')\nexcept socket.timeout:\n    print('quiet')")
+            "try:\n    s.recvfrom(100); print('looped')\n"
+            "except socket.timeout:\n    print('quiet')")
     assert ns.python(code, timeout=10).stdout.strip() == "quiet"
     live = tl.wait_until(lambda: (lambda s: s if s["ignored"] else None)(r.stats()), timeout=2,
                          interval=0.05, what="the relay to count the ignored datagram")

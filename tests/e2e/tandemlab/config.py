@@ -258,9 +258,13 @@ class SyncConfig:
     mode: str | None = None          # "async"
     refresh_ms: int | None = None    # a connection that carried packets is re-sent this often
     key: str | None = None           # another HMAC key than [ha] key (16+ bytes)
+    key_file: str | None = None      # or the key from a file (absolute path)
+    flush_ms: int | None = None      # an open batch of changes waits at most this long
+    budget: int | None = None        # UDP payload bytes per message
     extra: dict[str, Any] = field(default_factory=dict)
 
-    SCALARS = ("enabled", "listen", "peer", "mode", "refresh_ms", "key")
+    SCALARS = ("enabled", "listen", "peer", "mode", "refresh_ms", "key", "key_file", "flush_ms",
+               "budget")
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {}
