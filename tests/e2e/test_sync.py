@@ -786,3 +786,37 @@ def test_failover_keeps_flows_when_standby_maglev_differs(lab, nets):
           f"connections through B: {spread}")
     assert spread.get("b4", 0) > 0, spread
     assert adopted == 0, (before, after)
+
+
+def test_sync_mode_holds_first_packets_until_the_peer_acked(lab, nets):
+    """[sync] mode = "sync": every new connection's first packet waits for B's ack of its entry
+    (hold counters on A: every held packet released by the ack, none by the timeout in a quiet
+    lab — at most a few under load), so a connection the client saw accepted is on B; kill -9
+    of A right after the last handshake: every connection continues on B, none adopted
+    mid-flow. Then B, alone, holds nothing: new connections are not delayed."""
+    t = hal.ha_lab(lab, ha=HA, sync={"mode": "sync", "hold_timeout_ms": 50}, **nets)
+    wait_ready(t)
+    n = 40
+    long = tl.EchoClients(t.client, t.vip, ECHO, n=n, interval=0.05, duration=4.0,
+                          log_name="echo-sync-mode")
+    assert not [c for c in long.opened() if c["error"]]
+    hold = hal.sync_status(t.a).hold
+    print(f"\nA's hold queue: {hold}")
+    assert hold["holding"] is True, hold
+    assert hold["held"] >= n, hold
+    released = hold["released_acked"] + hold["released_timeout"] + hold["not_held"]
+    assert released == hold["held"], hold
+    assert hold["released_acked"] >= hold["held"] - 3, hold
+    # No waiting for the replica: kill A at once.
+    before = handled(t.b)
+    t.a.kill()
+    hal.wait_roles(t, {"b": "active"}, timeout=3.0, interval=0.01)
+    res = echo_checked(t, long, max_gap=1.5)
+    adopted = handled(t.b).get("lb_midflow_flows", 0) - before.get("lb_midflow_flows", 0)
+    print(f"{n} connections through B after A's kill -9, {adopted} adopted mid-flow, max gap "
+          f"{max(c['max_gap'] for c in res['done']):.3f} s")
+    assert adopted == 0
+    # B has no peer that acks: it does not hold, new connections go at once.
+    hal.wait_sync(t.b, lambda s: s.hold.get("holding") is False, "B not holding", timeout=3.0)
+    http_all(t, 10, tag="alone")
+    assert hal.sync_status(t.b).hold["held"] == 0

@@ -255,16 +255,17 @@ class SyncConfig:
     enabled: bool | None = None
     listen: str | None = None        # "ADDRESS:PORT" this unit receives sync messages on
     peer: str | None = None          # "ADDRESS:PORT" its messages are sent to (a relay, say)
-    mode: str | None = None          # "async"
+    mode: str | None = None          # "async" or "sync"
     refresh_ms: int | None = None    # a connection that carried packets is re-sent this often
     key: str | None = None           # another HMAC key than [ha] key (16+ bytes)
     key_file: str | None = None      # or the key from a file (absolute path)
     flush_ms: int | None = None      # an open batch of changes waits at most this long
     budget: int | None = None        # UDP payload bytes per message
+    hold_timeout_ms: int | None = None  # sync mode: the longest a first packet waits for the ack
     extra: dict[str, Any] = field(default_factory=dict)
 
     SCALARS = ("enabled", "listen", "peer", "mode", "refresh_ms", "key", "key_file", "flush_ms",
-               "budget")
+               "budget", "hold_timeout_ms")
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {}

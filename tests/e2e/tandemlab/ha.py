@@ -919,6 +919,12 @@ class SyncStatus:
         return self._int(self.raw.get("resync") or {}, name, self.RESYNC, "resync")
 
     @property
+    def hold(self) -> dict:
+        """Sync mode's hold queue: holding, timeout_ms, held, released_acked, released_timeout,
+        not_held, average_us."""
+        return dict(self.raw.get("hold") or {})
+
+    @property
     def resync_state(self) -> str | None:
         return (self.raw.get("resync") or {}).get("state")
 
