@@ -9,13 +9,12 @@
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <random>
-#include <sstream>
 
 #include <spdlog/spdlog.h>
 
 #include "controlplane/link_state.hpp"
+#include "controlplane/sync_socket.hpp"
 #include "controlplane/runtime.hpp"
 #include "controlplane/sync_service.hpp"
 #include "dataplane/port.hpp"
@@ -30,37 +29,9 @@ constexpr std::uint64_t kTrackingEveryMs = 50;
 // The loop wakes at least this often to collect adverts the workers received.
 constexpr std::uint64_t kMaxSleepMs = 1;
 
-sockaddr_in sockaddr_of(net::Ipv4Addr a, std::uint16_t port) {
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(port);
-  sa.sin_addr.s_addr = htonl(a.value);
-  return sa;
-}
-
 std::int64_t unix_ms() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-bool read_key(const config::HaConfig& ha, std::vector<std::uint8_t>& key, std::string& error) {
-  std::string text = ha.key;
-  if (!ha.key_file.empty()) {
-    std::ifstream in(ha.key_file, std::ios::binary);
-    std::ostringstream s;
-    if (!in || !(s << in.rdbuf())) {
-      error = "cannot read key_file " + ha.key_file + ": " + std::strerror(errno);
-      return false;
-    }
-    text = s.str();
-    if (!text.empty() && text.back() == '\n') text.pop_back();
-    if (text.size() < 16) {
-      error = "key_file " + ha.key_file + " holds " + std::to_string(text.size()) + " bytes; the key needs at least 16";
-      return false;
-    }
-  }
-  key.assign(text.begin(), text.end());
-  return true;
 }
 
 json change_json(const RoleChange& c) {
@@ -78,26 +49,10 @@ HaService::HaService(Runtime& rt) : rt_(rt) {}
 std::unique_ptr<HaService> HaService::open(Runtime& rt, std::string& error) {
   const auto& ha = rt.config.ha;
   std::unique_ptr<HaService> s(new HaService(rt));
-  if (!read_key(ha, s->key_, error)) return nullptr;
-  s->sync_fd_ = ::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (s->sync_fd_ < 0) {
-    error = std::string("socket: ") + std::strerror(errno);
-    return nullptr;
-  }
-  // The sync link's address may appear after tandemd starts (an interface brought up later).
-  const int one = 1;
-  ::setsockopt(s->sync_fd_, IPPROTO_IP, IP_FREEBIND, &one, sizeof one);
-  ::setsockopt(s->sync_fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-  // Adverts are small and urgent: ask for the interactive traffic class.
-  const int tos = 0xc0;  // CS6, network control (as VRRP)
-  ::setsockopt(s->sync_fd_, IPPROTO_IP, IP_TOS, &tos, sizeof tos);
-  const sockaddr_in local = sockaddr_of(ha.sync_address, ha.sync_port);
-  if (::bind(s->sync_fd_, reinterpret_cast<const sockaddr*>(&local), sizeof local) != 0) {
-    error = "bind " + ha.sync_listen + ": " + std::strerror(errno);
-    ::close(s->sync_fd_);
-    s->sync_fd_ = -1;
-    return nullptr;
-  }
+  if (!read_key(ha.key, ha.key_file, s->key_, error)) return nullptr;
+  // Adverts are small and urgent: the interactive traffic class (CS6, network control, as VRRP).
+  s->sync_fd_ = open_udp_socket(ha.sync_address, ha.sync_port, ha.sync_listen, 0xc0, 0, error);
+  if (s->sync_fd_ < 0) return nullptr;
 
   ha::NodeConfig nc{.unit_id = static_cast<std::uint8_t>(rt.config.unit.id),
                     .preempt = ha.preempt,

@@ -10,14 +10,13 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <random>
-#include <sstream>
 
 #include <spdlog/spdlog.h>
 
 #include "controlplane/config/to_toml.hpp"
 #include "controlplane/runtime.hpp"
+#include "controlplane/sync_socket.hpp"
 #include "controlplane/sync/apply.hpp"
 #include "dataplane/sync_link.hpp"
 
@@ -41,55 +40,10 @@ constexpr std::uint64_t kConfigEveryMs = 1000;
 // Authentication failures within this window, with nothing authentic heard: the alarm.
 constexpr std::uint64_t kAlarmWindowMs = 2000;
 
-sockaddr_in sockaddr_of(net::Ipv4Addr a, std::uint16_t port) {
-  sockaddr_in sa{};
-  sa.sin_family = AF_INET;
-  sa.sin_port = htons(port);
-  sa.sin_addr.s_addr = htonl(a.value);
-  return sa;
-}
-
-bool read_key(const config::SyncConfig& s, std::vector<std::uint8_t>& key, std::string& error) {
-  std::string text = s.key;
-  if (!s.key_file.empty()) {
-    std::ifstream in(s.key_file, std::ios::binary);
-    std::ostringstream buf;
-    if (!in || !(buf << in.rdbuf())) {
-      error = "cannot read key_file " + s.key_file + ": " + std::strerror(errno);
-      return false;
-    }
-    text = buf.str();
-    if (!text.empty() && text.back() == '\n') text.pop_back();
-  }
-  if (text.size() < sync::kMinKeyBytes) {
-    error = "the key holds " + std::to_string(text.size()) + " bytes; it needs at least 16";
-    return false;
-  }
-  key.assign(text.begin(), text.end());
-  return true;
-}
-
 std::uint64_t age(std::uint64_t now, std::uint64_t then) { return now > then ? now - then : 0; }
 
 sync::ConnRecord record_of(const ConnDelta& d, std::uint64_t now) {
-  sync::ConnRecord r;
-  r.type = d.kind == DeltaKind::kUpdate ? sync::RecordType::kUpdate : sync::RecordType::kCreate;
-  r.proto = d.proto;
-  r.mode = d.mode;
-  r.state = d.state;
-  r.mid_flow = (d.flags & conntrack::kConnMidFlow) != 0;
-  r.client_addr = d.client_addr;
-  r.vip_addr = d.vip_addr;
-  r.client_port = d.client_port;
-  r.vip_port = d.vip_port;
-  r.backend_addr = d.backend_addr;
-  r.local_addr = d.local_addr;
-  r.backend_port = d.backend_port;
-  r.local_port = d.local_port;
-  r.created_age_ms = age(now, d.created_ms);
-  r.idle_ms = static_cast<std::uint32_t>(
-      std::min<std::uint64_t>({age(now, d.last_seen_ms), r.created_age_ms, 0xffffffffu}));
-  return r;
+  return sync::conn_record(d, now, d.kind == DeltaKind::kUpdate ? sync::RecordType::kUpdate : sync::RecordType::kCreate);
 }
 
 // FNV-1a, 64 bits: a digest to compare configurations, not a MAC.
@@ -123,26 +77,10 @@ std::uint64_t SyncService::config_digest(const Runtime& rt) {
 std::unique_ptr<SyncService> SyncService::open(Runtime& rt, std::string& error) {
   const auto& sc = rt.config.sync;
   std::unique_ptr<SyncService> s(new SyncService(rt));
-  if (!read_key(sc, s->key_, error)) return nullptr;
-  s->fd_ = ::socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (s->fd_ < 0) {
-    error = std::string("socket: ") + std::strerror(errno);
-    return nullptr;
-  }
-  const int one = 1;
-  ::setsockopt(s->fd_, IPPROTO_IP, IP_FREEBIND, &one, sizeof one);
-  ::setsockopt(s->fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  if (!read_key(sc.key, sc.key_file, s->key_, error)) return nullptr;
   // A bulk resync sends a send window's worth at once: room for it both ways.
-  const int buf = 8 << 20;
-  ::setsockopt(s->fd_, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
-  ::setsockopt(s->fd_, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
-  const sockaddr_in local = sockaddr_of(sc.address, sc.port);
-  if (::bind(s->fd_, reinterpret_cast<const sockaddr*>(&local), sizeof local) != 0) {
-    error = "bind " + sc.listen + ": " + std::strerror(errno);
-    ::close(s->fd_);
-    s->fd_ = -1;
-    return nullptr;
-  }
+  s->fd_ = open_udp_socket(sc.address, sc.port, sc.listen, 0, 8 << 20, error);
+  if (s->fd_ < 0) return nullptr;
   std::random_device entropy;
   std::uint64_t epoch = 0;
   while (epoch == 0) epoch = std::uint64_t{entropy()} << 32 | entropy();

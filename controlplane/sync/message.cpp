@@ -199,28 +199,6 @@ const char* to_string(SyncError e) {
   return "?";
 }
 
-ConnRecord conn_record(const conntrack::ConnEntry& e, std::uint64_t now_ms, RecordType type) {
-  ConnRecord c;
-  c.type = type;
-  c.proto = e.proto;
-  c.mode = e.mode;
-  c.state = e.state;
-  c.mid_flow = (e.flags & conntrack::kConnMidFlow) != 0;
-  c.client_addr = e.client_addr;
-  c.vip_addr = e.vip_addr;
-  c.client_port = e.client_port;
-  c.vip_port = e.vip_port;
-  c.backend_addr = e.backend_addr;
-  c.local_addr = e.local_addr;
-  c.backend_port = e.backend_port;
-  c.local_port = e.local_port;
-  c.created_age_ms = now_ms > e.created_ms ? now_ms - e.created_ms : 0;
-  const std::uint64_t idle = now_ms > e.last_seen_ms ? now_ms - e.last_seen_ms : 0;
-  c.idle_ms = static_cast<std::uint32_t>(
-      std::min({idle, c.created_age_ms, std::uint64_t{std::numeric_limits<std::uint32_t>::max()}}));
-  return c;
-}
-
 std::size_t wire_size(const Record& r) {
   switch (r.index()) {
     case 0: return kConnRecordBytes;

@@ -10,6 +10,7 @@
 // Sequencing, acks and retransmission live one level up, in reliable.hpp.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -85,9 +86,29 @@ struct ConnRecord {
   bool operator==(const ConnRecord&) const = default;
 };
 
-// The record of `e` at `now_ms` (the table's clock).
-ConnRecord conn_record(const conntrack::ConnEntry& e, std::uint64_t now_ms,
-                       RecordType type = RecordType::kCreate);
+// The record of `e` at `now_ms` (the table's clock): a connection entry, or anything with its
+// fields (conntrack::ConnDelta, a change as the fast path logged it).
+template <typename Entry>
+ConnRecord conn_record(const Entry& e, std::uint64_t now_ms, RecordType type = RecordType::kCreate) {
+  ConnRecord c;
+  c.type = type;
+  c.proto = e.proto;
+  c.mode = e.mode;
+  c.state = e.state;
+  c.mid_flow = (e.flags & conntrack::kConnMidFlow) != 0;
+  c.client_addr = e.client_addr;
+  c.vip_addr = e.vip_addr;
+  c.client_port = e.client_port;
+  c.vip_port = e.vip_port;
+  c.backend_addr = e.backend_addr;
+  c.local_addr = e.local_addr;
+  c.backend_port = e.backend_port;
+  c.local_port = e.local_port;
+  c.created_age_ms = now_ms > e.created_ms ? now_ms - e.created_ms : 0;
+  const std::uint64_t idle = now_ms > e.last_seen_ms ? now_ms - e.last_seen_ms : 0;
+  c.idle_ms = static_cast<std::uint32_t>(std::min({idle, c.created_age_ms, std::uint64_t{0xffffffffu}}));
+  return c;
+}
 
 struct DeleteRecord {  // the original key: client -> VIP
   std::uint8_t proto = 6;

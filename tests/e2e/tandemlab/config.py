@@ -204,6 +204,14 @@ class HaTrack:
         return d
 
 
+def _scalars(table: Any) -> dict[str, Any]:
+    """A config table's SCALARS that are set (None: not written, tandemd's default), then its
+    `extra` keys."""
+    d = {k: getattr(table, k) for k in table.SCALARS if getattr(table, k) is not None}
+    d.update(table.extra)
+    return d
+
+
 @dataclass
 class HaConfig:
     """[ha] (written only when UnitConfig.ha is set). None fields are not written."""
@@ -233,12 +241,7 @@ class HaConfig:
         return (self.advert_interval_ms or 10) * (self.dead_intervals or 3)
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {}
-        for k in self.SCALARS:
-            v = getattr(self, k)
-            if v is not None:
-                d[k] = v
-        d.update(self.extra)
+        d = _scalars(self)
         if self.groups:
             d["group"] = [g.to_dict() for g in self.groups]
         if self.track:
@@ -268,13 +271,7 @@ class SyncConfig:
                "budget", "hold_timeout_ms")
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {}
-        for k in self.SCALARS:
-            v = getattr(self, k)
-            if v is not None:
-                d[k] = v
-        d.update(self.extra)
-        return d
+        return _scalars(self)
 
 
 @dataclass
