@@ -241,7 +241,8 @@ bool Batch::add(const Record& r) {
   return true;
 }
 
-void Batch::finish(const Header& h, std::span<const std::uint8_t> key, std::vector<std::uint8_t>& out) const {
+void Batch::finish(const Header& h, std::span<const std::uint8_t> key, std::vector<std::uint8_t>& out,
+                   bool sign) const {
   const std::size_t start = out.size();
   out.resize(start + bytes());
   std::uint8_t* p = out.data() + start;
@@ -250,7 +251,8 @@ void Batch::finish(const Header& h, std::span<const std::uint8_t> key, std::vect
   write_header(p, hh, count_);
   if (!body_.empty()) std::memcpy(p + kHeaderBytes, body_.data(), body_.size());
   const std::size_t signed_bytes = kHeaderBytes + body_.size();
-  hmac_sha256(key, {p, signed_bytes}, p + signed_bytes);
+  if (sign) hmac_sha256(key, {p, signed_bytes}, p + signed_bytes);
+  else std::memset(p + signed_bytes, 0, kMacBytes);
 }
 
 bool encode(const Message& m, std::span<const std::uint8_t> key, std::vector<std::uint8_t>& out) {

@@ -181,7 +181,10 @@ class Batch {
 
   // Appends the whole message (header from `h`, whose kind is replaced by the batch's, records,
   // HMAC-SHA256 with `key`) to `out`.
-  void finish(const Header& h, std::span<const std::uint8_t> key, std::vector<std::uint8_t>& out) const;
+  // `sign` false: the MAC is left zero, for a message stamp()ed before it is sent (the
+  // reliable endpoint does, with fresh ack fields: computing it here too would be wasted).
+  void finish(const Header& h, std::span<const std::uint8_t> key, std::vector<std::uint8_t>& out,
+              bool sign = true) const;
 
  private:
   std::size_t budget_;

@@ -153,7 +153,7 @@ bool Endpoint::seal() {
   h.ack_epoch = ack_epoch();
   h.ack = h.ack_epoch ? recv_.last_in_order() : 0;
   h.sack = h.ack_epoch ? recv_.sack() : 0;
-  batch_.finish(h, config_.key, e.bytes);
+  batch_.finish(h, config_.key, e.bytes, /*sign=*/false);  // transmit() stamps and signs it
   stats_.records_sent += batch_.records();
   batch_.reset(batch_.kind());
   return true;

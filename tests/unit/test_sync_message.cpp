@@ -3,12 +3,15 @@
 // counted by reason, stale epochs, and a seeded fuzz run of mutated, truncated, extended and
 // random messages (signed and unsigned).
 #include "controlplane/sync/message.hpp"
+#include "controlplane/hmac.hpp"
 
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include <cstdio>
 #include <random>
+#include <string>
 
 namespace {
 
@@ -472,3 +475,35 @@ TEST(SyncMessage, FuzzMutatedMessages) {
 }
 
 }  // namespace
+
+// The MAC itself: RFC 4231's test cases 1 and 2, alternated, so that the kept keyed context is
+// re-keyed and reused in turn (hmac.hpp).
+TEST(HmacSha256, Rfc4231VectorsWithTheKeptContextReKeyed) {
+  const std::vector<std::uint8_t> key1(20, 0x0b);
+  const std::string data1 = "Hi There";
+  const std::string key2 = "Jefe";
+  const std::string data2 = "what do ya want for nothing?";
+  const std::string want1 = "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7";
+  const std::string want2 = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843";
+  const auto hex = [](const std::uint8_t* p) {
+    std::string s;
+    char b[3];
+    for (std::size_t i = 0; i < tandem::kHmacSha256Bytes; ++i) {
+      std::snprintf(b, sizeof b, "%02x", p[i]);
+      s += b;
+    }
+    return s;
+  };
+  const auto bytes = [](const std::string& s) {
+    return std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(s.data()), s.size());
+  };
+  std::uint8_t out[tandem::kHmacSha256Bytes];
+  for (int round = 0; round < 3; ++round) {
+    tandem::hmac_sha256(key1, bytes(data1), out);
+    EXPECT_EQ(hex(out), want1) << round;
+    tandem::hmac_sha256(key1, bytes(data1), out);  // same key: the context only reset
+    EXPECT_EQ(hex(out), want1) << round;
+    tandem::hmac_sha256(bytes(key2), bytes(data2), out);
+    EXPECT_EQ(hex(out), want2) << round;
+  }
+}
