@@ -820,3 +820,49 @@ def test_sync_mode_holds_first_packets_until_the_peer_acked(lab, nets):
     hal.wait_sync(t.b, lambda s: s.hold.get("holding") is False, "B not holding", timeout=3.0)
     http_all(t, 10, tag="alone")
     assert hal.sync_status(t.b).hold["held"] == 0
+
+
+def test_active_active_each_unit_holds_the_others_flows(lab, nets):
+    """Active-active: group 1 (nat echo on VIP N.100) prefers A, group 2 (fullnat echo on VIP
+    N.101, source address S.6 floating) prefers B, preempt on. Each unit replicates the flows of
+    the group it serves, so each holds the other's; kill -9 of B: A takes group 2 and every
+    fullnat connection continues on it with its NAT binding (the backends see the same address
+    and port), none adopted mid-flow, while group 1's go on untouched."""
+    n_s, s = nets["subnet_n"], nets["subnet_s"]
+    vip2, local2 = f"{n_s}.101", f"{s}.6"
+    hosts = [f"{s}.{20 + i}" for i in range(1, 4)]
+    services = hal.default_services(f"{n_s}.{hal.VIP_HOST}", s, 3) + [
+        tl.ServiceConfig("echo2", vip2, port=ECHO, mode="fullnat", group=2, local_addresses=[local2],
+                         backends=[tl.BackendConfig(h, port=ECHO) for h in hosts])]
+
+    def groups(prefer: int) -> list[tl.HaGroup]:
+        return [tl.HaGroup(1, priority=200 if prefer == 1 else 100,
+                           floating_addresses=[tl.FloatingAddress("south0", f"{s}.1/24")]),
+                tl.HaGroup(2, priority=200 if prefer == 2 else 100,
+                           floating_addresses=[tl.FloatingAddress("south0", f"{local2}/24")])]
+
+    t = hal.ha_lab(lab, services=services, ha={**HA, "preempt": True}, ha_a={"groups": groups(1)},
+                   ha_b={"groups": groups(2)}, **nets)
+    hal.wait_roles(t, {"a": "standby", "b": "active"}, group=2, timeout=5.0)
+    hal.wait_roles(t, {"a": "active", "b": "standby"}, group=1, timeout=1.0)
+    wait_ready(t)
+    n = 20
+    long1 = tl.EchoClients(t.client, t.vip, ECHO, n=n, interval=0.05, duration=6.0, log_name="echo-g1")
+    long2 = tl.EchoClients(t.client, vip2, ECHO, n=n, interval=0.05, duration=6.0, log_name="echo-g2")
+    assert not [c for c in long1.opened() + long2.opened() if c["error"]]
+    # Each unit holds the other's flows: A's nat flows on B, B's fullnat flows on A.
+    hal.wait_tables_match(t, "a", "b", "--service", "echo", timeout=CONVERGE_BOUND + 2.0, minimum=n)
+    rows_b, rows_a, _ = hal.wait_tables_match(t, "b", "a", "--service", "echo2",
+                                              timeout=CONVERGE_BOUND + 2.0, minimum=n)
+    assert {r["mode"] for r in rows_a} == {"fullnat"}, rows_a[:3]
+    seen_as2 = {endpoint(r["client"])[1]: endpoint(r["local"]) for r in rows_b}
+    assert {a for a, _ in seen_as2.values()} == {local2}, rows_b[:3]
+    time.sleep(0.3)
+    before = handled(t.a)
+    t.b.kill()
+    hal.wait_roles(t, {"a": "active"}, group=2, timeout=3.0, interval=0.01)
+    echo_checked(t, long2, seen_as=seen_as2)
+    echo_checked(t, long1)
+    adopted = handled(t.a).get("lb_midflow_flows", 0) - before.get("lb_midflow_flows", 0)
+    print(f"\nkill -9 of B: A serves both groups, {adopted} connection(s) adopted mid-flow")
+    assert adopted == 0
