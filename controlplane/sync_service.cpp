@@ -36,7 +36,6 @@ constexpr std::size_t kMaxInboundWaiting = 1 << 20;
 // A resync asked for that shows no progress for this long is asked for again (the peer was
 // down, or the request was given up).
 constexpr std::uint64_t kResyncRetryMs = 3000;
-constexpr std::uint64_t kConfigEveryMs = 1000;
 // Authentication failures within this window, with nothing authentic heard: the alarm.
 constexpr std::uint64_t kAlarmWindowMs = 2000;
 
@@ -77,7 +76,8 @@ std::uint64_t SyncService::config_digest(const Runtime& rt) {
 std::unique_ptr<SyncService> SyncService::open(Runtime& rt, std::string& error) {
   const auto& sc = rt.config.sync;
   std::unique_ptr<SyncService> s(new SyncService(rt));
-  if (!read_key(sc.key, sc.key_file, s->key_, error)) return nullptr;
+  std::vector<std::uint8_t> key;
+  if (!read_key(sc.key, sc.key_file, key, error)) return nullptr;
   // A bulk resync sends a send window's worth at once: room for it both ways.
   s->fd_ = open_udp_socket(sc.address, sc.port, sc.listen, 0, 8 << 20, error);
   if (s->fd_ < 0) return nullptr;
@@ -86,7 +86,7 @@ std::unique_ptr<SyncService> SyncService::open(Runtime& rt, std::string& error) 
   while (epoch == 0) epoch = std::uint64_t{entropy()} << 32 | entropy();
   sync::EndpointConfig ec;
   ec.unit_id = static_cast<std::uint8_t>(rt.config.unit.id);
-  ec.key = s->key_;
+  ec.key = std::move(key);
   ec.epoch = epoch;
   ec.budget = sc.budget;
   ec.send_window = 1024;
@@ -124,7 +124,6 @@ void SyncService::run() {
   spdlog::info("sync: replicating connections {} -> {} ({} mode, batches of {} bytes, busy connections re-sent "
                "every {} ms)",
                sc.listen, sc.peer, config::to_string(sc.mode), sc.budget, sc.refresh_ms);
-  std::uint64_t next_config_ms = 0;
   while (!rt_.stop.load()) {
     std::uint64_t now = dpdk::monotonic_ms();
     {
@@ -132,19 +131,18 @@ void SyncService::run() {
       receive(now);
       drain_inbound();
       drain_workers(now);
-      if (now >= next_config_ms) {
-        std::uint64_t digest;
-        {
-          std::lock_guard control(rt_.control_mutex);
-          digest = config_digest(rt_);
-        }
-        if (digest != config_digest_ || !config_sent_) {
-          config_digest_ = digest;
-          config_sent_ = endpoint_->send_control(sync::MessageKind::kConfig, sync::ConfigRecord{digest}, now) ==
-                         sync::AddStatus::kQueued;
-        }
-        next_config_ms = now + kConfigEveryMs;
+      // The services change only with a new service table (reload, ctl): digest them then.
+      const std::uint64_t tables = rt_.service_tables_published.load(std::memory_order_relaxed);
+      if (tables != digested_tables_) {
+        std::lock_guard control(rt_.control_mutex);  // the writer holds it until the config is updated
+        const std::uint64_t digest = config_digest(rt_);
+        digested_tables_ = tables;
+        if (digest != config_digest_) config_sent_ = false;
+        config_digest_ = digest;
       }
+      if (!config_sent_)
+        config_sent_ = endpoint_->send_control(sync::MessageKind::kConfig, sync::ConfigRecord{config_digest_}, now) ==
+                       sync::AddStatus::kQueued;
       maintain(now);
       transmit(now);
       update_lag(now);
@@ -168,8 +166,7 @@ void SyncService::receive(std::uint64_t now) {
   for (int i = 0; i < 512 && inbound_waiting_ < kMaxInboundWaiting / 2; ++i) {
     const ssize_t n = ::recv(fd_, buf.data(), buf.size(), 0);
     if (n < 0) {
-      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) ++receive_errors_;
-      break;
+      break;  // EAGAIN: drained (a UDP socket has no other error worth a counter here)
     }
     const sync::ReceiveResult r = endpoint_->receive({buf.data(), static_cast<std::size_t>(n)}, now);
     if (!r.accepted) {

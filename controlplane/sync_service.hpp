@@ -69,7 +69,6 @@ class SyncService {
 
   Runtime& rt_;
   int fd_ = -1;
-  std::vector<std::uint8_t> key_;
   std::unique_ptr<sync::Endpoint> endpoint_;
   std::atomic<bool> ready_{false};
   mutable std::mutex mutex_;  // what status() reads below
@@ -113,6 +112,7 @@ class SyncService {
 
   // Config digests.
   std::uint64_t config_digest_ = 0;
+  std::uint64_t digested_tables_ = ~std::uint64_t{0};  // rt.service_tables_published when digested
   std::optional<std::uint64_t> peer_config_digest_;
   bool config_sent_ = false;
 
@@ -122,7 +122,7 @@ class SyncService {
   std::uint8_t peer_unit_id_ = 0;
   std::uint64_t auth_failures_ = 0, last_auth_failure_ms_ = 0;
   bool alarm_ = false;
-  std::uint64_t send_errors_ = 0, receive_errors_ = 0;
+  std::uint64_t send_errors_ = 0;
   std::thread thread_;
 };
 

@@ -66,6 +66,4 @@ bool SyncLink::deliver(unsigned w, const sync::ConnRecord& r) {
   return rte_ring_sp_enqueue_elem(lanes_[w].in, const_cast<sync::ConnRecord*>(&r), sizeof(sync::ConnRecord)) == 0;
 }
 
-unsigned SyncLink::deltas_waiting(unsigned w) const { return rte_ring_count(lanes_[w].out); }
-
 }  // namespace tandem::dpdk

@@ -77,7 +77,6 @@ class SyncLink {
   unsigned take_deltas(unsigned w, conntrack::ConnDelta* out, unsigned max);
   // False when the worker's ring is full (the caller retries later).
   bool deliver(unsigned w, const sync::ConnRecord& r);
-  unsigned deltas_waiting(unsigned w) const;
   // Asks every worker to stream its whole table; returns the new generation.
   std::uint32_t request_resync() { return resync_generation_.fetch_add(1, std::memory_order_acq_rel) + 1; }
   const WorkerSyncCounters& counters(unsigned w) const { return *lanes_[w].counters; }

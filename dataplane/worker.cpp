@@ -45,8 +45,6 @@ constexpr std::size_t kResyncSlice = 512;
 conntrack::ConnQuery g_query_running;
 conntrack::ConnQuery* const kQueryRunning = &g_query_running;
 
-std::uint64_t now_ms() { return monotonic_ms(); }
-
 }  // namespace
 
 std::uint64_t monotonic_ms() {
@@ -107,7 +105,7 @@ void Worker::run() {
   while (!shared_.stop->load(std::memory_order_relaxed)) {
     // Top of the loop: no table pointer from the previous iteration is held any more.
     shared_.rcu->quiescent(index_);
-    const std::uint64_t now = now_ms();
+    const std::uint64_t now = monotonic_ms();
     std::uint32_t received = 0;
     for (std::size_t p = 0; p < ports_.size(); ++p) poll_port(p, now, received);
     poll_handoff(now, received);
@@ -137,7 +135,7 @@ void Worker::run() {
   }
   if (shared_.sync) {  // stopping: what is held goes now
     flush_sync();
-    release_held(now_ms(), true);
+    release_held(monotonic_ms(), true);
   }
   shared_.rcu->offline(index_);
 }
@@ -174,7 +172,7 @@ bool Worker::run_conn_query(conntrack::ConnQuery* q) {
   bool complete;
   if (shared_.sync) {
     flush_sync();
-    complete = conntrack::advance(conns_, *q, conntrack::ConnDeltaLog::kCapacity, &sync_log_, now_ms());
+    complete = conntrack::advance(conns_, *q, conntrack::ConnDeltaLog::kCapacity, &sync_log_, monotonic_ms());
     flush_sync();
   } else {
     complete = conntrack::advance(conns_, *q, kQuerySlice);
