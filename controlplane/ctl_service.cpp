@@ -1,5 +1,6 @@
 #include "controlplane/ctl_service.hpp"
 #include "controlplane/ha_service.hpp"
+#include "controlplane/ha_drill.hpp"
 #include "controlplane/sync_service.hpp"
 #include "controlplane/health_service.hpp"
 
@@ -30,6 +31,9 @@ namespace {
 using ctl::ErrorCode;
 using ctl::Outcome;
 using nlohmann::json;
+
+// A drill waits this long for the peer to claim the groups (it takes milliseconds).
+constexpr std::uint64_t kDrillTimeoutMs = 3000;
 
 // How long a connection query may take before it is withdrawn (a worker that cannot scan its
 // table in this time is stuck, not busy: a slice of 16k entries runs every loop iteration).
@@ -246,12 +250,7 @@ Outcome CtlService::handle(const ctl::Request& r, const ctl::Peer& peer) {
                        {"role", config::to_string(p.role)}, {"addresses", address_list(p.addresses())},
                        {"xdp_steering", p.xdp_steering}});
     }
-    std::uint64_t connections = 0;
-    for (auto& w : rt.workers) {
-      auto& snap = w->neighbour_snapshot();
-      std::lock_guard snap_lock(snap.mutex);
-      connections += snap.connections;
-    }
+    const std::uint64_t connections = connections_held(rt);
     const auto up = std::chrono::duration<double>(std::chrono::steady_clock::now() - rt.started).count();
     const auto& st = server_->stats();
     return Outcome::success(
@@ -284,9 +283,22 @@ Outcome CtlService::handle(const ctl::Request& r, const ctl::Peer& peer) {
                    rt.ha->status());
   }
 
+  if (r.cmd == "ha.drill") {
+    std::string why;
+    json result = run_drill(rt, rt.drills, kDrillTimeoutMs, why);
+    if (!why.empty()) return refused(ErrorCode::kConflict, why);
+    const std::string summary = "ha.drill " + result.value("result", std::string());
+    return changed(summary, std::move(result));
+  }
   if (r.cmd == "sync.status") {
     if (!rt.sync) return Outcome::success({{"enabled", false}});
     return Outcome::success(rt.sync->status());
+  }
+  if (r.cmd == "sync.push") {
+    if (!rt.sync) return refused(ErrorCode::kConflict, "state sync is not enabled ([sync])");
+    std::string why;
+    if (!rt.sync->request_config_push(why)) return refused(ErrorCode::kConflict, why);
+    return changed("sync.push", {{"pushing", true}});
   }
 
   if (r.cmd == "services.list") {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "controlplane/config/config.hpp"
+#include "controlplane/ha_drill.hpp"
 #include "controlplane/observe/counters_report.hpp"
 #include "controlplane/observe/service_counters.hpp"
 #include "controlplane/xdp/steering.hpp"
@@ -43,6 +44,7 @@ struct Runtime {
   std::vector<std::unique_ptr<xdp::Steering>> steering;  // per port; null without XDP steering
   std::unique_ptr<dpdk::HaLink> ha_link;  // with [ha]: what the HA thread shares with the workers
   HaService* ha = nullptr;                // with [ha], while it runs: status and operator requests
+  DrillLog drills;                        // `tandemctl ha drill`s run, for /metrics
   std::unique_ptr<dpdk::SyncLink> sync_link;  // with [sync]: the workers' rings to the sync thread
   SyncService* sync = nullptr;                // with [sync], while it runs: status, readiness
   HealthService* health = nullptr;        // while it runs: backend health checks

@@ -45,33 +45,11 @@ sync::ConnRecord record_of(const ConnDelta& d, std::uint64_t now) {
   return sync::conn_record(d, now, d.kind == DeltaKind::kUpdate ? sync::RecordType::kUpdate : sync::RecordType::kCreate);
 }
 
-// FNV-1a, 64 bits: a digest to compare configurations, not a MAC.
-std::uint64_t fnv1a(const std::string& s) {
-  std::uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 0x100000001b3ull;
-  }
-  return h;
-}
-
-std::string hex(std::uint64_t v) {
-  char buf[17];
-  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(v));
-  return buf;
-}
 
 }  // namespace
 
 SyncService::SyncService(Runtime& rt) : rt_(rt) {}
 
-std::uint64_t SyncService::config_digest(const Runtime& rt) {
-  // The services as the file would say them (names, VIPs, modes, backends, weights, health
-  // checks), nothing of the unit itself.
-  config::Config c;
-  c.services = rt.config.services;
-  return fnv1a(config::to_toml(c));
-}
 
 std::unique_ptr<SyncService> SyncService::open(Runtime& rt, std::string& error) {
   const auto& sc = rt.config.sync;
@@ -105,6 +83,8 @@ std::unique_ptr<SyncService> SyncService::open(Runtime& rt, std::string& error) 
   s->worker_done_.assign(workers, false);
   s->changes_handled_.assign(workers, 0);
   s->resync_id_ = entropy() | 1;
+  s->push_id_ = entropy();
+  s->send_window_ = ec.send_window;
   return s;
 }
 
@@ -131,18 +111,7 @@ void SyncService::run() {
       receive(now);
       drain_inbound();
       drain_workers(now);
-      // The services change only with a new service table (reload, ctl): digest them then.
-      const std::uint64_t tables = rt_.service_tables_published.load(std::memory_order_relaxed);
-      if (tables != digested_tables_) {
-        std::lock_guard control(rt_.control_mutex);  // the writer holds it until the config is updated
-        const std::uint64_t digest = config_digest(rt_);
-        digested_tables_ = tables;
-        if (digest != config_digest_) config_sent_ = false;
-        config_digest_ = digest;
-      }
-      if (!config_sent_)
-        config_sent_ = endpoint_->send_control(sync::MessageKind::kConfig, sync::ConfigRecord{config_digest_}, now) ==
-                       sync::AddStatus::kQueued;
+      sync_config(now);
       maintain(now);
       transmit(now);
       update_lag(now);
@@ -154,6 +123,7 @@ void SyncService::run() {
     pollfd pfd{fd_, POLLIN, 0};
     const timespec ts{.tv_sec = 0, .tv_nsec = static_cast<long>(wait_us * 1000)};
     ::ppoll(&pfd, 1, &ts, nullptr);
+    if (pending_push_) apply_push();
   }
   spdlog::info("sync: stopping ({} records sent, {} received)", endpoint_->stats().records_sent,
                endpoint_->stats().delivered);
@@ -181,8 +151,11 @@ void SyncService::receive(std::uint64_t now) {
     if (r.peer_restarted) {
       spdlog::warn("sync: the peer restarted (new epoch {:#x}); it will ask for this unit's table",
                    endpoint_->peer_epoch());
-      peer_config_digest_.reset();
-      config_sent_ = false;  // tell the new instance
+      config_.peer_restarted();
+      config_announced_ = false;  // tell the new instance
+      pushed_.reset();
+      if (assembler_.active()) assembler_.begin({});  // its unfinished push is gone
+      logged_relation_.reset();
     }
     while (const sync::Message* m = endpoint_->next_delivery()) handle(*m, now);
   }
@@ -239,18 +212,13 @@ void SyncService::handle(const sync::Message& m, std::uint64_t now) {
       }
       break;
     }
-    case sync::MessageKind::kConfig: {
-      const auto& r = std::get<sync::ConfigRecord>(m.records.at(0));
-      const bool changed = !peer_config_digest_ || *peer_config_digest_ != r.config_version;
-      peer_config_digest_ = r.config_version;
-      if (changed && r.config_version != config_digest_)
-        spdlog::warn("sync: CONFLICT: the peer's services differ from this unit's (digest {} here, {} there); "
-                     "nothing is merged: make the two configurations equal",
-                     hex(config_digest_), hex(r.config_version));
-      else if (changed)
-        spdlog::info("sync: the peer's services match this unit's (digest {})", hex(r.config_version));
+    case sync::MessageKind::kConfig:
+      config_.peer_announced(std::get<sync::ConfigRecord>(m.records.at(0)));
+      report_relation();
       break;
-    }
+    case sync::MessageKind::kConfigPush:
+      receive_push(m);
+      break;
     case sync::MessageKind::kAck:
       break;
   }
@@ -542,10 +510,7 @@ json SyncService::status() const {
             {"served", served_},
             {"served_entries", served_entries_},
             {"streamed_entries", resync_entries}}},
-          {"config",
-           {{"digest", hex(config_digest_)},
-            {"peer_digest", peer_config_digest_ ? json(hex(*peer_config_digest_)) : json(nullptr)},
-            {"match", peer_config_digest_ ? json(*peer_config_digest_ == config_digest_) : json(nullptr)}}},
+          {"config", config_status()},
           {"auth_failures", auth_failures_},
           {"errors", errors},
           {"alarm", alarm_}};

@@ -9,7 +9,9 @@
 //     gap (the peer gave up on messages); the peer's workers stream their tables into the same
 //     ordered stream as the live changes, so nothing is missed and nothing applied twice. Until
 //     a resync has completed the unit is not ready: the HA election never lets it preempt.
-//   - Config: each unit sends a digest of its services; a difference is reported, never merged.
+//   - Config (sync_service_config.cpp): each unit announces its services' version; the newer
+//     one is pushed to the peer, which applies it; concurrent changes are a conflict, reported,
+//     never merged.
 // Lag (RPO): changes handed over by the workers and not yet acked by the peer, as a count and as
 // the age of the oldest.
 #pragma once
@@ -26,6 +28,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "controlplane/sync/config_version.hpp"
 #include "controlplane/sync/reliable.hpp"
 #include "dataplane/conntrack/conn_delta.hpp"
 
@@ -46,8 +49,9 @@ class SyncService {
   bool ready() const { return ready_.load(std::memory_order_relaxed); }
   // From any thread (ctl, metrics): `tandemctl sync status`, also the source of the metrics.
   nlohmann::json status() const;
-  // The digest of the services configuration the peer compares with its own.
-  static std::uint64_t config_digest(const Runtime& rt);
+  // `tandemctl sync config-push`: this unit's services win, they are pushed to the peer at the
+  // next loop. False (and why) when sync does not push or the peer's version is not known.
+  bool request_config_push(std::string& why);
 
  private:
   explicit SyncService(Runtime& rt);
@@ -66,6 +70,13 @@ class SyncService {
   void note_lag(std::uint64_t emitted_ms);
   void publish_acked(const std::vector<std::uint64_t>& changes);
   void update_lag(std::uint64_t now);
+  // Config sync (sync_service_config.cpp).
+  void sync_config(std::uint64_t now);
+  void report_relation();
+  void push_config(std::uint64_t now);
+  void receive_push(const sync::Message& m);
+  void apply_push();
+  nlohmann::json config_status() const;
 
   Runtime& rt_;
   int fd_ = -1;
@@ -110,11 +121,28 @@ class SyncService {
   std::uint64_t records_added_ = 0, acked_records_ = 0;
   std::uint64_t lag_entries_ = 0, lag_ms_ = 0, lag_max_ms_ = 0;
 
-  // Config digests.
-  std::uint64_t config_digest_ = 0;
+  // Config sync: versions, what was announced and pushed, a push being received and applied.
+  sync::ConfigVersions config_;
   std::uint64_t digested_tables_ = ~std::uint64_t{0};  // rt.service_tables_published when digested
-  std::optional<std::uint64_t> peer_config_digest_;
-  bool config_sent_ = false;
+  std::string config_text_;                            // the running services as pushed
+  bool config_announced_ = false;
+  std::atomic<bool> push_requested_{false};
+  struct Pushed {
+    sync::ConfigVersion mine, peer;
+  };
+  std::optional<Pushed> pushed_;  // the last push: not repeated for the same two versions
+  std::uint32_t push_id_ = 0;
+  std::size_t send_window_ = 0;
+  sync::ConfigAssembler assembler_;
+  struct PendingPush {
+    sync::ConfigRecord head;
+    std::string text;
+  };
+  std::optional<PendingPush> pending_push_;  // complete, applied after the loop's lock
+  std::optional<sync::ConfigRelation> logged_relation_;
+  std::uint64_t pushes_sent_ = 0, pushes_received_ = 0, pushes_applied_ = 0, pushes_refused_ = 0,
+                push_errors_ = 0;
+  std::string last_push_error_;
 
   // Peer and alarm.
   std::uint64_t last_heard_ms_ = 0;

@@ -28,6 +28,7 @@ const char* to_string(PortRole r) {
 }
 
 const char* to_string(SyncMode m) { return m == SyncMode::kSync ? "sync" : "async"; }
+const char* to_string(ConfigSyncMode m) { return m == ConfigSyncMode::kCompare ? "compare" : "push"; }
 const char* to_string(L4Protocol p) { return p == L4Protocol::kTcp ? "tcp" : "udp"; }
 
 const char* to_string(HealthCheckType t) {
@@ -573,6 +574,11 @@ void read_sync(TableReader& root, Config& c) {
     });
     s.mode = mode == "sync" ? SyncMode::kSync : SyncMode::kAsync;
     r.integer("hold_timeout_ms", s.hold_timeout_ms, 1, 1000);
+    std::string config = "push";
+    r.string("config", config, false, [](const std::string& v) {
+      return v == "push" || v == "compare" ? std::string() : "must be \"push\" or \"compare\"";
+    });
+    s.config = config == "compare" ? ConfigSyncMode::kCompare : ConfigSyncMode::kPush;
     r.integer("refresh_ms", s.refresh_ms, 100, 3'600'000);
     r.integer("flush_ms", s.flush_ms, 1, 100);
     r.integer("budget", s.budget, 200, 8972);  // a 9000-byte jumbo frame's UDP payload
@@ -807,18 +813,32 @@ void read_services(TableReader& root, Config& c) {
               [&](const toml::table& t, std::size_t i, const std::string&) { read_service(t, i, root, c); });
 }
 
+// The TOML document, or nullopt with the syntax error in `result`.
+std::optional<toml::table> parse_toml(std::string_view text, const std::string& source_name, ParseResult& result) {
+  try {
+    return toml::parse(text, source_name);
+  } catch (const toml::parse_error& e) {
+    result.errors.push_back({source_name, e.source().begin.line, e.source().begin.column, "",
+                             std::string(e.description())});
+    return std::nullopt;
+  }
+}
+
+// Errors in file order; the configuration only when there are none.
+void finish(ParseResult& result, Config&& c) {
+  std::stable_sort(result.errors.begin(), result.errors.end(), [](const auto& a, const auto& b) {
+    return std::tie(a.line, a.column) < std::tie(b.line, b.column);
+  });
+  if (result.errors.empty()) result.config = std::move(c);
+}
+
 }  // namespace
 
 ParseResult parse_config(std::string_view text, const std::string& source_name) {
   ParseResult result;
-  toml::table root;
-  try {
-    root = toml::parse(text, source_name);
-  } catch (const toml::parse_error& e) {
-    result.errors.push_back({source_name, e.source().begin.line, e.source().begin.column, "",
-                             std::string(e.description())});
-    return result;
-  }
+  std::optional<toml::table> doc = parse_toml(text, source_name, result);
+  if (!doc) return result;
+  toml::table& root = *doc;
 
   Config c;
   c.source = source_name;
@@ -840,10 +860,23 @@ ParseResult parse_config(std::string_view text, const std::string& source_name) 
     check_ha_references(r, c);
   }  // the reader reports unknown top-level keys here
   if (c.eal.file_prefix.empty() && !c.unit.name.empty()) c.eal.file_prefix = "tandem-" + c.unit.name;
-  std::stable_sort(result.errors.begin(), result.errors.end(), [](const auto& a, const auto& b) {
-    return std::tie(a.line, a.column) < std::tie(b.line, b.column);
-  });
-  if (result.errors.empty()) result.config = std::move(c);
+  finish(result, std::move(c));
+  return result;
+}
+
+ParseResult parse_services(std::string_view text, const std::string& source_name, const Config& base) {
+  ParseResult result;
+  std::optional<toml::table> doc = parse_toml(text, source_name, result);
+  if (!doc) return result;
+  toml::table& root = *doc;
+  Config c = base;
+  c.services.clear();
+  {
+    TableReader r(root, "", source_name, result.errors);
+    read_services(r, c);
+    check_ha_references(r, c);
+  }  // anything but [[service]] is an unknown key here
+  finish(result, std::move(c));
   return result;
 }
 

@@ -242,6 +242,9 @@ struct HaConfig {
 
 // [sync]: connection-state replication to the peer (docs/sync-protocol.md). Needs [ha].
 enum class SyncMode : std::uint8_t { kAsync, kSync };
+// What the units do with their services configurations: push the newer one to the peer, which
+// applies it, or only compare them and report a difference.
+enum class ConfigSyncMode : std::uint8_t { kPush, kCompare };
 struct SyncConfig {
   bool enabled = false;  // [ha] present and not `enabled = false`
   // UDP on the sync link. Defaults: [ha] sync_listen's and sync_peer's addresses, their port + 1.
@@ -255,12 +258,14 @@ struct SyncConfig {
   std::uint32_t refresh_ms = 10'000;  // a busy connection is re-sent at least this often
   std::uint32_t flush_ms = 1;         // an open batch waits at most this long
   std::uint32_t budget = 1400;        // UDP payload bytes per message
+  ConfigSyncMode config = ConfigSyncMode::kPush;
   std::string key;       // default: [ha]'s key (key_file likewise)
   std::string key_file;
 
   bool operator==(const SyncConfig&) const = default;
 };
 const char* to_string(SyncMode m);
+const char* to_string(ConfigSyncMode m);
 
 struct LogConfig {
   std::string level = "info";
@@ -304,5 +309,8 @@ struct ParseResult {
 
 ParseResult parse_config(std::string_view text, const std::string& source_name);
 ParseResult load_config(const std::string& path);
+// A text holding only [[service]] tables (services_toml()), read by the same rules as the file
+// as if it were `base`'s services (its ports, [ha] groups): `base` with these services.
+ParseResult parse_services(std::string_view text, const std::string& source_name, const Config& base);
 
 }  // namespace tandem::config

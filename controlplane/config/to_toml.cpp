@@ -160,7 +160,8 @@ std::string to_toml(const Config& c) {
     toml::table st{{"enabled", s.enabled},          {"listen", s.listen},
                    {"peer", s.peer},                {"mode", to_string(s.mode)},
                    {"refresh_ms", i64(s.refresh_ms)}, {"flush_ms", i64(s.flush_ms)},
-                   {"budget", i64(s.budget)}, {"hold_timeout_ms", i64(s.hold_timeout_ms)}};
+                   {"budget", i64(s.budget)}, {"hold_timeout_ms", i64(s.hold_timeout_ms)},
+                   {"config", to_string(s.config)}};
     // As for [ha]: a key file is named, an inline key (a secret) is left out; a key equal to
     // [ha]'s is the default and not repeated.
     if (!s.key_file.empty() && s.key_file != c.ha.key_file) st.insert("key_file", s.key_file);
@@ -178,6 +179,15 @@ std::string to_toml(const Config& c) {
     else continue;
     out << "\n" << toml::toml_formatter(one) << "\n";
   }
+  return out.str();
+}
+
+std::string services_toml(const std::vector<ServiceConfig>& services) {
+  if (services.empty()) return "";
+  toml::table one;
+  one.insert("service", array_of(services, service_table));
+  std::ostringstream out;
+  out << toml::toml_formatter(one) << "\n";
   return out.str();
 }
 

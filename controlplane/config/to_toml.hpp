@@ -10,5 +10,8 @@
 namespace tandem::config {
 
 std::string to_toml(const Config& c);
+// Only the [[service]] tables (empty text for no services): what the units compare and push to
+// each other (docs/sync-protocol.md#config-sync); parse_services() reads it back.
+std::string services_toml(const std::vector<ServiceConfig>& services);
 
 }  // namespace tandem::config

@@ -81,7 +81,9 @@ constexpr CommandSpec kCommands[] = {
     {"ha.status", kNoArgs, false, "HA roles per group, the peer on each path, tracking, the last failovers"},
     {"ha.failover", kNoArgs, true, "hand every group this unit is active for to the peer now"},
     {"ha.maintenance", kHaMaintenance, true, "on: give the groups up and stay standby; off: serve again"},
+    {"ha.drill", kNoArgs, true, "a measured failover: hand this active unit's groups to the ready peer, time it"},
     {"sync.status", kNoArgs, false, "state sync: peer, sequence numbers, lag, bulk resync, apply results, errors"},
+    {"sync.push", kNoArgs, true, "this unit's services win a config conflict: push them to the peer"},
 };
 
 constexpr std::array<std::string_view, 7> kLogLevels = {"trace", "debug", "info", "warn", "error", "critical", "off"};

@@ -174,6 +174,18 @@ void print_ha_status(const json& r) {
   }
 }
 
+// The two units' services (config sync): the same, which is newer, or a conflict.
+std::string services_relation(const json& cfg) {
+  const std::string rel = cfg.value("relation", "");
+  const std::string where = " (" + scalar(cfg["digest"]) + " here, " + scalar(cfg["peer_digest"]) + " there)";
+  const bool push = cfg.value("mode", "") == "push";
+  if (rel.empty()) return "not compared yet";
+  if (rel == "same") return "match";
+  if (rel == "newer") return "DIFFER: this unit's are newer" + where + (push ? ", pushed to the peer" : "");
+  if (rel == "older") return "DIFFER: the peer's are newer" + where + (push ? ", its push expected" : "");
+  return "CONFLICT: each unit changed them" + where + "; nothing merged (`tandemctl sync push` on the right one)";
+}
+
 // What an operator asks first: ready, the peer, lag, resync; then the streams and what was
 // refused (only what is not zero).
 void print_sync_status(const json& r) {
@@ -188,11 +200,7 @@ void print_sync_status(const json& r) {
   std::cout << "peer: " << (peer.value("heard", false) ? "unit " + scalar(peer["unit_id"]) + ", last heard " +
                                                              scalar(peer["last_heard_ms_ago"]) + " ms ago"
                                                        : std::string("never heard"))
-            << "; services " << (cfg["match"].is_null() ? "not compared yet"
-                                 : cfg["match"].get<bool>() ? "match"
-                                                            : "DIFFER (" + scalar(cfg["digest"]) + " here, " +
-                                                                  scalar(cfg["peer_digest"]) + " there)")
-            << "\n";
+            << "; services " << services_relation(cfg) << "\n";
   std::cout << "lag: " << scalar(lag["entries"]) << " change(s), " << scalar(lag["ms"]) << " ms (max "
             << scalar(lag["max_ms"]) << " ms)\n";
   if (r.value("mode", "") == "sync") {

@@ -58,9 +58,35 @@ void add_sync_metrics(prometheus::Exposition& e, const nlohmann::json& s) {
   counter("tandem_sync_resyncs_completed_total", "Bulk resyncs this unit received whole.", num(resync["completed"]));
   counter("tandem_sync_resyncs_served_total", "Bulk resyncs this unit sent the peer.", num(resync["served"]));
   const auto& cfg = s["config"];
-  e.family("tandem_sync_config_match", "1 when the peer's services equal this unit's, 0 when they differ (a conflict).",
+  e.family("tandem_sync_config_match", "1 when the peer's services equal this unit's, 0 when they differ.",
            MetricType::kGauge)
       .add({}, cfg["match"].is_boolean() ? (cfg["match"].get<bool>() ? 1 : 0) : 1);
+  e.family("tandem_sync_config_conflict", "1 when each unit changed its services and neither is newer (never merged).",
+           MetricType::kGauge)
+      .add({}, cfg.contains("relation") && cfg["relation"] == "conflict" ? 1 : 0);
+  const auto& pushes = cfg["pushes"];
+  e.family("tandem_sync_config_pushes_total", "Services pushes: sent to the peer, received, applied, refused (not "
+           "newer, or compare mode), errors (incomplete, unreadable, not applicable).", MetricType::kCounter)
+      .add({{"event", "sent"}}, num(pushes["sent"]))
+      .add({{"event", "received"}}, num(pushes["received"]))
+      .add({{"event", "applied"}}, num(pushes["applied"]))
+      .add({{"event", "refused"}}, num(pushes["refused"]))
+      .add({{"event", "errors"}}, num(pushes["errors"]));
+}
+
+void add_drill_metrics(prometheus::Exposition& e, const DrillLog::Snapshot& d) {
+  e.family("tandem_ha_drills_total", "Drills (`tandemctl ha drill`) run on this unit, by result.", MetricType::kCounter)
+      .add({{"result", "ok"}}, static_cast<double>(d.ok))
+      .add({{"result", "failed"}}, static_cast<double>(d.failed));
+  if (!d.last) return;
+  const auto& l = *d.last;
+  const auto num = [](const nlohmann::json& v) { return v.is_number() ? v.get<double>() : 0.0; };
+  e.family("tandem_ha_drill_last_peer_active_ms", "The last drill: milliseconds from the request until the peer's "
+           "adverts claimed the groups.", MetricType::kGauge).add({}, num(l["peer_active_ms"]));
+  e.family("tandem_ha_drill_last_connections", "The last drill: connections this unit held, and the changes the peer "
+           "had not acked at the handover.", MetricType::kGauge)
+      .add({{"kind", "held"}}, num(l["connections_held"]))
+      .add({{"kind", "unacked"}}, num(l["unacked_at_handover"]));
 }
 
 void add_ha_metrics(prometheus::Exposition& e, const HaMetrics& m) {

@@ -36,6 +36,7 @@ prometheus::Exposition gather_metrics(const Runtime& rt) {
 
   // Before control_mutex: the HA thread takes its own lock, then control_mutex.
   if (rt.ha) add_ha_metrics(e, rt.ha->metrics());
+  if (rt.ha) add_drill_metrics(e, rt.drills.snapshot());
   if (rt.sync) add_sync_metrics(e, rt.sync->status());
   if (rt.health) add_health_metrics(e, rt.health->snapshot());
 

@@ -46,6 +46,7 @@ std::size_t record_bytes(std::uint8_t type) {
     case RecordType::kDelete: return kDeleteRecordBytes;
     case RecordType::kResync: return kResyncRecordBytes;
     case RecordType::kConfig: return kConfigRecordBytes;
+    case RecordType::kConfigChunk: return kConfigChunkBytes;
   }
   return 0;
 }
@@ -81,7 +82,18 @@ void write_record(std::uint8_t* p, const Record& r) {
     net::store_be64(p + 8, s->entries);
   } else if (const auto* g = std::get_if<ConfigRecord>(&r)) {
     p[0] = static_cast<std::uint8_t>(RecordType::kConfig);
-    net::store_be64(p + 8, g->config_version);
+    net::store_be32(p + 4, g->push_id);
+    net::store_be64(p + 8, g->digest);
+    net::store_be64(p + 16, g->own);
+    net::store_be64(p + 24, g->peer);
+  } else if (const auto* k = std::get_if<ConfigChunk>(&r)) {
+    p[0] = static_cast<std::uint8_t>(RecordType::kConfigChunk);
+    const std::size_t n = std::min<std::size_t>(k->length, kConfigChunkData);
+    net::store_be16(p + 2, static_cast<std::uint16_t>(n));
+    net::store_be32(p + 4, k->push_id);
+    net::store_be32(p + 8, k->offset);
+    net::store_be32(p + 12, k->total);
+    std::memcpy(p + 16, k->data.data(), n);
   }
 }
 
@@ -140,8 +152,22 @@ bool read_record(const std::uint8_t* p, Record& out) {
       return true;
     }
     case RecordType::kConfig: {
-      if (!zero(p + 1, 7)) return false;
-      out = ConfigRecord{net::load_be64(p + 8)};
+      if (!zero(p + 1, 3)) return false;
+      out = ConfigRecord{net::load_be32(p + 4), net::load_be64(p + 8), net::load_be64(p + 16), net::load_be64(p + 24)};
+      return true;
+    }
+    case RecordType::kConfigChunk: {
+      ConfigChunk k;
+      const std::size_t n = net::load_be16(p + 2);
+      k.push_id = net::load_be32(p + 4);
+      k.offset = net::load_be32(p + 8);
+      k.total = net::load_be32(p + 12);
+      if (p[1] != 0 || n > kConfigChunkData || !zero(p + 16 + n, kConfigChunkData - n)) return false;
+      if (k.push_id == 0 || k.total > kMaxConfigText || k.offset > k.total || n > k.total - k.offset) return false;
+      if (n == 0 && k.total != 0) return false;
+      k.length = static_cast<std::uint16_t>(n);
+      std::memcpy(k.data.data(), p + 16, n);
+      out = k;
       return true;
     }
   }
@@ -168,7 +194,17 @@ bool records_fit_kind(MessageKind kind, const std::vector<Record>& records) {
     case MessageKind::kResyncEnd:
       return records.size() == 1 && std::holds_alternative<ResyncRecord>(records[0]);
     case MessageKind::kConfig:
-      return records.size() == 1 && std::holds_alternative<ConfigRecord>(records[0]);
+      return records.size() == 1 && std::holds_alternative<ConfigRecord>(records[0]) &&
+             std::get<ConfigRecord>(records[0]).push_id == 0;
+    case MessageKind::kConfigPush: {
+      // A config record (the push's version) may open the message; chunks of its push follow.
+      if (records.empty()) return false;
+      const auto* head = std::get_if<ConfigRecord>(&records[0]);
+      if (head && head->push_id == 0) return false;
+      return std::all_of(records.begin() + (head ? 1 : 0), records.end(), [](const Record& r) {
+        return std::holds_alternative<ConfigChunk>(r);
+      });
+    }
   }
   return false;
 }
@@ -183,6 +219,7 @@ const char* to_string(MessageKind k) {
     case MessageKind::kResyncChunk: return "resync_chunk";
     case MessageKind::kResyncEnd: return "resync_end";
     case MessageKind::kConfig: return "config";
+    case MessageKind::kConfigPush: return "config_push";
   }
   return "?";
 }
@@ -204,12 +241,27 @@ std::size_t wire_size(const Record& r) {
     case 0: return kConnRecordBytes;
     case 1: return kDeleteRecordBytes;
     case 2: return kResyncRecordBytes;
-    default: return kConfigRecordBytes;
+    case 3: return kConfigRecordBytes;
+    default: return kConfigChunkBytes;
   }
 }
 
+std::vector<ConfigChunk> config_chunks(std::uint32_t push_id, std::string_view text) {
+  std::vector<ConfigChunk> out;
+  const auto total = static_cast<std::uint32_t>(text.size());
+  std::size_t at = 0;
+  do {
+    const std::size_t n = std::min(kConfigChunkData, text.size() - at);
+    ConfigChunk c{push_id, static_cast<std::uint32_t>(at), total, static_cast<std::uint16_t>(n), {}};
+    std::memcpy(c.data.data(), text.data() + at, n);
+    out.push_back(c);
+    at += n;
+  } while (at < text.size());
+  return out;
+}
+
 bool encodable(MessageKind kind, const Record& r) {
-  std::uint8_t buf[kConnRecordBytes] = {};
+  std::uint8_t buf[kConfigChunkBytes] = {};  // the largest record
   write_record(buf, r);
   Record back;
   if (!read_record(buf, back)) return false;
@@ -308,7 +360,7 @@ bool Decoder::decode(std::span<const std::uint8_t> m, Message& out, SyncError* e
   h.ack_epoch = net::load_be64(p + 32);
   h.ack = net::load_be64(p + 40);
   h.sack = net::load_be64(p + 48);
-  if (p[6] < static_cast<std::uint8_t>(MessageKind::kData) || p[6] > static_cast<std::uint8_t>(MessageKind::kConfig))
+  if (p[6] < static_cast<std::uint8_t>(MessageKind::kData) || p[6] > static_cast<std::uint8_t>(MessageKind::kConfigPush))
     return fail(SyncError::kBadField, error);
   h.kind = static_cast<MessageKind>(p[6]);
   if ((h.flags & ~kFlagAckNow) != 0 || !zero(p + 58, 6) || h.unit_id == 0 || h.epoch == 0)

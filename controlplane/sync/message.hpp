@@ -15,6 +15,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string>
+#include <string_view>
 #include <variant>
 #include <vector>
 
@@ -24,13 +26,16 @@
 
 namespace tandem::sync {
 
-inline constexpr std::uint8_t kSyncVersion = 1;
+inline constexpr std::uint8_t kSyncVersion = 2;
 inline constexpr std::size_t kHeaderBytes = 64;
 inline constexpr std::size_t kMacBytes = 32;  // HMAC-SHA256
 inline constexpr std::size_t kConnRecordBytes = 48;
 inline constexpr std::size_t kDeleteRecordBytes = 16;
 inline constexpr std::size_t kResyncRecordBytes = 16;
-inline constexpr std::size_t kConfigRecordBytes = 16;
+inline constexpr std::size_t kConfigRecordBytes = 32;
+inline constexpr std::size_t kConfigChunkBytes = 48;
+inline constexpr std::size_t kConfigChunkData = 32;                 // text bytes per chunk record
+inline constexpr std::uint32_t kMaxConfigText = 16u << 20;          // a pushed configuration's size
 // A UDP payload that fits a 1500-byte MTU with IPv4/UDP headers and room to spare (VXLAN, etc.):
 // 27 connection records.
 inline constexpr std::size_t kDefaultBudget = 1400;
@@ -48,6 +53,7 @@ enum class MessageKind : std::uint8_t {
   kResyncChunk = 4,    // create records of a bulk resync (at least one)
   kResyncEnd = 5,      // one resync record: the bulk resync is complete, with its entry count
   kConfig = 6,         // one config record: the sender's config version
+  kConfigPush = 7,     // the sender's services: a config record (at the start), then text chunks
 };
 const char* to_string(MessageKind k);
 // Every kind but kAck takes a sequence number and is delivered reliably, in order.
@@ -59,6 +65,7 @@ enum class RecordType : std::uint8_t {
   kDelete = 3,  // the connection ended (closed, expired, flushed)
   kResync = 4,
   kConfig = 5,
+  kConfigChunk = 6,
 };
 
 // A connection as replicated: both keys (which carry the service identity, vip/port/proto, and
@@ -127,18 +134,37 @@ struct ResyncRecord {
   bool operator==(const ResyncRecord&) const = default;
 };
 
+// The version of the sender's services (sync/config_version.hpp): their digest, and how many
+// changes made on each unit they include, counted from the sender's side.
 struct ConfigRecord {
-  std::uint64_t config_version = 0;
+  std::uint32_t push_id = 0;    // in a config push: names the push (!= 0); in a config message: 0
+  std::uint64_t digest = 0;     // of the services as text (FNV-1a)
+  std::uint64_t own = 0;        // changes made on the sender
+  std::uint64_t peer = 0;       // changes made on the receiver, as the sender has them
 
   bool operator==(const ConfigRecord&) const = default;
 };
 
-using Record = std::variant<ConnRecord, DeleteRecord, ResyncRecord, ConfigRecord>;
+// A piece of a pushed configuration's text (the services as TOML), in order.
+struct ConfigChunk {
+  std::uint32_t push_id = 0;  // != 0, the config record's
+  std::uint32_t offset = 0;   // of data in the text
+  std::uint32_t total = 0;    // the text's size, <= kMaxConfigText
+  std::uint16_t length = 0;   // 1..kConfigChunkData bytes of data (0 only for an empty text)
+  std::array<char, kConfigChunkData> data{};  // zero after length (a record stays trivially copyable)
+
+  std::string_view text() const { return {data.data(), length}; }
+  bool operator==(const ConfigChunk&) const = default;
+};
+
+using Record = std::variant<ConnRecord, DeleteRecord, ResyncRecord, ConfigRecord, ConfigChunk>;
 std::size_t wire_size(const Record& r);
 // True when a message of `kind` may carry `r` and a decoder would accept its fields (it is
 // written and read back through the decoder's own checks). A record that is not would make the
 // peer refuse its whole message.
 bool encodable(MessageKind kind, const Record& r);
+// The chunk records that carry `text` in push `push_id`.
+std::vector<ConfigChunk> config_chunks(std::uint32_t push_id, std::string_view text);
 
 struct Header {
   std::uint8_t unit_id = 0;  // the sender, 1..255

@@ -160,11 +160,14 @@ bool Endpoint::seal() {
 }
 
 AddStatus Endpoint::add(MessageKind kind, const Record& r, std::uint64_t now) {
-  if ((kind != MessageKind::kData && kind != MessageKind::kResyncChunk) || !encodable(kind, r)) {
+  if ((kind != MessageKind::kData && kind != MessageKind::kResyncChunk && kind != MessageKind::kConfigPush) ||
+      !encodable(kind, r)) {
     ++stats_.invalid;
     return AddStatus::kInvalid;
   }
-  if (!batch_.empty() && (batch_.kind() != kind || !batch_.fits(wire_size(r))) && !seal()) {
+  // A push's config record opens a message of its own.
+  const bool opens = std::holds_alternative<ConfigRecord>(r);
+  if (!batch_.empty() && (batch_.kind() != kind || opens || !batch_.fits(wire_size(r))) && !seal()) {
     ++stats_.backpressure;
     return AddStatus::kWindowFull;
   }

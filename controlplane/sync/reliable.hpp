@@ -170,8 +170,9 @@ class Endpoint {
   explicit Endpoint(EndpointConfig config);  // throws std::invalid_argument on a bad config
 
   // --- sending ---
-  // Appends a record to the open batch of `kind` (kData or kResyncChunk), sealing the batch
-  // (it takes a sequence number) when it is full or of another kind.
+  // Appends a record to the open batch of `kind` (kData, kResyncChunk or kConfigPush), sealing
+  // the batch (it takes a sequence number) when it is full or of another kind, or before a
+  // push's config record.
   AddStatus add(MessageKind kind, const Record& r, std::uint64_t now);
   // A message of its own (kResyncRequest, kResyncEnd, kConfig), after everything added before.
   AddStatus send_control(MessageKind kind, const Record& r, std::uint64_t now);

@@ -33,7 +33,12 @@ floating gateway on a south bridge, and the sync veth between the units. Service
   - the same (nat) with a fourth backend added to echo on B only (tandemctl backend add) before
     the failover: both units report the services digests differ, B's Maglev table differs (new
     connections through B reach the new backend), yet every old connection stays on its
-    backend, byte for byte (without sync 12 of 40 were reset when this test was written).
+    backend, byte for byte (without sync 12 of 40 were reset when this test was written);
+  - config sync: a backend added over ctl on A is on B (pushed, applied) and a drain on B goes
+    back to A; changes made on both while the sync link is cut are a conflict on both units,
+    nothing merged, until `tandemctl sync push` on A makes A's win; a standby restarted from a
+    stale file takes the active's newer services (with [sync] config = "compare" it keeps its
+    own, and both report which is newer).
 
 `sync status` is read through tandemlab.ha.SyncStatus only; tables are compared by
 tandemlab.ha.table_difference (client, VIP, backend, mode, state, fullnat local address).
@@ -745,7 +750,8 @@ def test_failover_keeps_flows_when_standby_maglev_differs(lab, nets):
                                  backends=[tl.BackendConfig(h, port=hal.WEB_NAT) for h in hosts]),
                 tl.ServiceConfig("echo", vip, port=ECHO, mode="nat", group=1, maglev_size=251,
                                  backends=[tl.BackendConfig(h) for h in hosts])]
-    t = hal.ha_lab(lab, ha=HA, n_backends=4, services=services, **nets)
+    # Config sync compares only: B's change stays B's (pushed, it would reach A too).
+    t = hal.ha_lab(lab, ha=HA, n_backends=4, services=services, sync={"config": "compare"}, **nets)
     wait_ready(t)
     new = t.backend("b4")
     n = 40
@@ -866,3 +872,166 @@ def test_active_active_each_unit_holds_the_others_flows(lab, nets):
     adopted = handled(t.a).get("lb_midflow_flows", 0) - before.get("lb_midflow_flows", 0)
     print(f"\nkill -9 of B: A serves both groups, {adopted} connection(s) adopted mid-flow")
     assert adopted == 0
+
+
+# --- config sync: the newer services are pushed, concurrent changes are a conflict ------------
+
+def three_of_four(nets) -> dict:
+    """ha_lab arguments: four backend hosts, web and echo balanced over the first three."""
+    n_s, s = nets["subnet_n"], nets["subnet_s"]
+    services = hal.default_services(f"{n_s}.{hal.VIP_HOST}", s, 3)
+    return dict(n_backends=4, services=services, **nets)
+
+
+def backends_of(u) -> set[tuple]:
+    """(service, backend, weight, state) of every backend, as `tandemctl backends` lists them."""
+    return {(r["service"], r["backend"], r["weight"], r["state"]) for r in u.ctl("backends")["backends"]}
+
+
+def wait_config(t, relation: str, timeout: float = 3.0) -> dict:
+    """Both units report `relation` (for a push: "same") for their services."""
+    return {k: hal.wait_sync(u, lambda s: s.config_relation == relation,
+                             f"services relation {relation!r}", timeout)
+            for k, u in t.units.items()}
+
+
+def test_config_push_carries_changes_made_on_either_unit(lab, nets):
+    """A change made over ctl on the active (a backend added) reaches the standby, applied there
+    through the reload path: both list the same backends and report the same services. Then a
+    change on the standby (a backend drained) goes the other way. Each push is counted once
+    (sent by one unit, applied by the other), and the standby's log says its file no longer
+    says what runs."""
+    t = hal.ha_lab(lab, ha=HA, **three_of_four(nets))
+    wait_ready(t)
+    wait_config(t, "same")
+    new = t.backend("b4")
+    assert backends_of(t.a) == backends_of(t.b)
+    t0 = time.monotonic()
+    t.a.ctl("backend", "add", "--service", "echo", "--address", new.ip, "--weight", "2")
+    st = wait_config(t, "same")
+    took = time.monotonic() - t0
+    assert ("echo", f"{new.ip}:{ECHO}", 2, "active") in backends_of(t.b)
+    assert backends_of(t.a) == backends_of(t.b)
+    assert st["a"].config_pushes("sent") == 1 and st["b"].config_pushes("applied") == 1, st
+    t.b.unit.wait_log("applied the services pushed by the peer", timeout=2.0)
+    print(f"\nbackend added on A: on B, applied, {took * 1000:.0f} ms later")
+    # The other way: a change on B (the standby) is newer than A's services.
+    t.b.ctl("backend", "drain", "--service", "echo", "--address", new.ip)
+    st = wait_config(t, "same")
+    assert ("echo", f"{new.ip}:{ECHO}", 0, "drained") in backends_of(t.a)
+    assert backends_of(t.a) == backends_of(t.b)
+    assert st["b"].config_pushes("sent") == 1 and st["a"].config_pushes("applied") == 1, st
+    for k, s in st.items():
+        assert s.config_pushes("errors") == 0 and s.config_pushes("refused") == 0, (k, s.raw)
+    # New connections through A reach the new backend only now that it is undrained again.
+    t.a.ctl("backend", "set", "--service", "echo", "--address", new.ip, "--weight", "2")
+    wait_config(t, "same")
+    probe = tl.EchoClients(t.client, t.vip, ECHO, n=30, interval=0.05, duration=0.2,
+                           log_name="echo-probe")
+    done = probe.result()["done"]
+    assert not [c for c in done if c["error"]], done
+    assert any(c["backend"] == "b4" for c in done), done
+
+
+def test_config_conflict_is_reported_never_merged_until_an_operator_picks(lab, nets):
+    """With the sync link cut (iptables drops every sync message), A adds a backend and B drains
+    another: when the link returns, both units report a conflict and keep their own services
+    (nothing merged, nothing pushed or applied). `tandemctl sync push` on A makes A's services
+    win: B takes them whole (B's drain is undone)."""
+    t = hal.ha_lab(lab, ha=HA, **three_of_four(nets))
+    wait_ready(t)
+    wait_config(t, "same")
+    new, other = t.backend("b4"), t.backend("b1")
+    cut = hal.sync_loss(t, "b", 1.0)
+    t.a.ctl("backend", "add", "--service", "echo", "--address", new.ip)
+    t.b.ctl("backend", "drain", "--service", "echo", "--address", other.ip)
+    time.sleep(0.3)
+    for f in cut:
+        f.remove()
+    st = wait_config(t, "conflict", timeout=5.0)
+    time.sleep(0.5)  # nothing moves after it
+    a, b = backends_of(t.a), backends_of(t.b)
+    assert ("echo", f"{new.ip}:{ECHO}", 1, "active") in a and not any(r[1] == f"{new.ip}:{ECHO}" for r in b)
+    assert ("echo", f"{other.ip}:{ECHO}", 0, "drained") in b and ("echo", f"{other.ip}:{ECHO}", 1, "active") in a
+    for k in ("a", "b"):
+        s = hal.sync_status(t.unit(k))
+        assert s.config_relation == "conflict" and s.config_pushes("applied") == 0, (k, s.raw)
+        t.unit(k).unit.wait_log("CONFLICT", timeout=1.0)
+    # The operator picks A's services.
+    out = t.a.ctl("sync", "push")
+    print(f"\nconflict; `tandemctl sync push` on A: {out}")
+    wait_config(t, "same")
+    assert backends_of(t.a) == backends_of(t.b) == a
+    assert hal.sync_status(t.b).config_pushes("applied") == 1
+
+
+def test_restarted_standby_gets_the_services_changed_while_it_was_down(lab, nets):
+    """B is killed; A gets a backend over ctl; B restarts from its (stale) file and, once it
+    hears A, takes A's newer services. With [sync] config = "compare" on B instead, B keeps its
+    file's services and both report the difference (A newer)."""
+    t = hal.ha_lab(lab, ha=HA, **three_of_four(nets))
+    wait_ready(t)
+    wait_config(t, "same")
+    new = t.backend("b4")
+    t.b.kill()
+    t.a.ctl("backend", "add", "--service", "web", "--address", new.ip, "--port", str(hal.WEB_NAT))
+    t.b.start()
+    wait_config(t, "same", timeout=10.0)
+    assert ("web", f"{new.ip}:{hal.WEB_NAT}", 1, "active") in backends_of(t.b)
+    assert backends_of(t.a) == backends_of(t.b)
+    # compare mode on B: the difference is reported, B keeps its file's services.
+    t.b.kill()
+    cfg = t.b.unit.config
+    cfg.sync = cfg.sync or SyncConfig()
+    cfg.sync.config = "compare"
+    t.b.unit.write_config()
+    t.b.start()
+    hal.wait_sync(t.b, lambda s: s.config_relation == "older", "B's services older than A's", 10.0)
+    hal.wait_sync(t.a, lambda s: s.config_relation == "newer", "A's services newer than B's", 3.0)
+    time.sleep(0.5)
+    assert not any(r[1] == f"{new.ip}:{hal.WEB_NAT}" for r in backends_of(t.b))
+    s = hal.sync_status(t.b)
+    assert s.config_pushes("applied") == 0 and s.config_pushes("refused") >= 1, s.raw
+
+
+def test_drill_hands_over_and_measures_without_losing_a_connection(lab, nets):
+    """`tandemctl ha drill` on the active unit with 30 long-lived echo connections: refused on
+    the standby; on A it hands the group to B and reports when B's adverts claimed it, the
+    connections A held and how many changes B had not acked (none in a quiet lab); every
+    connection keeps every byte through B, none adopted mid-flow; /metrics counts the drill.
+    With B dead, a drill is refused and changes nothing."""
+    import test_metrics as tm
+    t = hal.ha_lab(lab, ha=HA, unit_kw={"metrics_listen": tm.LISTEN}, **nets)
+    wait_ready(t)
+    n = 30
+    long = tl.EchoClients(t.client, t.vip, ECHO, n=n, interval=0.05, duration=4.0,
+                          log_name="echo-long")
+    assert not [c for c in long.opened() if c["error"]]
+    hal.wait_tables_match(t, "a", "b", "--service", "echo", timeout=CONVERGE_BOUND + 2.0, minimum=n)
+    with pytest.raises(tl.CtlError) as refused:
+        t.b.ctl("ha", "drill")
+    assert "active for no group" in refused.value.stderr
+    before = handled(t.b)
+    r = t.a.ctl("ha", "drill")
+    print(f"\ndrill: {r}")
+    assert r["result"] == "ok" and r["groups"] == [1] and r["peer_unit"] == 2, r
+    assert r["connections_held"] >= n and r["unacked_at_handover"] == 0, r
+    assert r["replicated"] == r["connections_held"], r
+    assert 0 <= r["released_ms"] <= r["peer_active_ms"] < 3000, r
+    hal.wait_roles(t, {"a": "standby", "b": "active"}, timeout=1.0)
+    res = echo_checked(t, long)
+    adopted = handled(t.b).get("lb_midflow_flows", 0) - before.get("lb_midflow_flows", 0)
+    assert adopted == 0
+    print(f"{n} connections through the drill, {res['rounds']} rounds, max gap "
+          f"{max(c['max_gap'] for c in res['done']):.3f} s")
+    f = tm.scrape(t.a.ns)
+    assert metric(f, "tandem_ha_drills_total", result="ok") == 1
+    assert metric(f, "tandem_ha_drill_last_connections", kind="held") == r["connections_held"]
+    t.a.unit.wait_log("ha: drill: groups handed to unit 2", timeout=1.0)
+    # A drill with no peer to take over is refused: nothing changes.
+    t.a.kill()
+    tl.wait_until(lambda: not hal.status(t.b).peer_alive, timeout=3.0, what="B sees A dead")
+    with pytest.raises(tl.CtlError) as refused:
+        t.b.ctl("ha", "drill")
+    assert "peer is not alive" in refused.value.stderr
+    assert hal.role(t.b) == "active"

@@ -714,6 +714,7 @@ hold_timeout_ms = 20
 refresh_ms = 2000
 flush_ms = 5
 budget = 8000
+config = "compare"
 key = "another-key-of-16-bytes"
 )");
   const auto& s = c.sync;
@@ -726,6 +727,8 @@ key = "another-key-of-16-bytes"
   EXPECT_EQ(s.hold_timeout_ms, 20u);
   EXPECT_EQ(s.flush_ms, 5u);
   EXPECT_EQ(s.budget, 8000u);
+  EXPECT_EQ(s.config, tandem::config::ConfigSyncMode::kCompare);
+  EXPECT_EQ(parsed(kPorts + kHa).sync.config, tandem::config::ConfigSyncMode::kPush) << "the default";
   EXPECT_EQ(s.key, "another-key-of-16-bytes");
   EXPECT_EQ(s.key_file, "");
   EXPECT_FALSE(parsed(kPorts + kHa + "[sync]\nenabled = false\n").sync.enabled);
@@ -739,6 +742,10 @@ TEST(ConfigSyncErrors, OneAtATime) {
   {
     const std::string text = kPorts + kHa + "[sync]\nmode = \"semi\"\n";
     ExpectOneError(text, value_of(text, "mode"), "sync.mode", "must be \"async\" or \"sync\"");
+  }
+  {
+    const std::string text = kPorts + kHa + "[sync]\nconfig = \"merge\"\n";
+    ExpectOneError(text, value_of(text, "config"), "sync.config", "must be \"push\" or \"compare\"");
   }
   {
     const std::string text = kPorts + kHa + "[sync]\nhold_timeout_ms = 0\n";
@@ -784,6 +791,7 @@ TEST(ConfigSyncToToml, RoundTripsWithAKeyFileOfItsOwn) {
   ExpectRoundTrip(parsed(kPorts + kHa + "[sync]\nrefresh_ms = 3000\nkey_file = \"/etc/tandem/sync.key\"\n"));
   ExpectRoundTrip(parsed(kPorts + kHa + "[sync]\nenabled = false\n"));
   ExpectRoundTrip(parsed(kPorts + kHa + "[sync]\nmode = \"sync\"\nhold_timeout_ms = 3\n"));
+  ExpectRoundTrip(parsed(kPorts + kHa + "[sync]\nconfig = \"compare\"\n"));
   const std::string text = tandem::config::to_toml(parsed(kPorts + kHa));
   EXPECT_THAT(text, HasSubstr("[sync]"));
   EXPECT_THAT(text, HasSubstr("listen = '192.168.255.1:8694'"));

@@ -81,6 +81,43 @@ mode = "tunnel"
 )", "inline.toml");
   ASSERT_TRUE(r.config.has_value()) << r.errors[0].to_string();
   ExpectRoundTrip(*r.config);
+
+  // The services alone (what config sync pushes) read back as the same services, under the
+  // unit's own ports, and write the same text again.
+  const std::string services = tandem::config::services_toml(r.config->services);
+  Config base = *r.config;
+  base.services.clear();
+  auto back = tandem::config::parse_services(services, "pushed", base);
+  ASSERT_TRUE(back.config.has_value()) << back.errors[0].to_string() << "\n" << services;
+  EXPECT_TRUE(back.config->services == r.config->services) << services;
+  EXPECT_TRUE(*back.config == *r.config);
+  EXPECT_EQ(tandem::config::services_toml(back.config->services), services);
+  EXPECT_EQ(tandem::config::services_toml({}), "");
+}
+
+TEST(ConfigToToml, PushedServicesAreCheckedByTheFilesRules) {
+  auto r = parse_config(R"([unit]
+id = 7
+name = "lab-a"
+[[port]]
+name = "north"
+device = "net_ring0"
+address = "10.0.0.2/24"
+)", "inline.toml");
+  ASSERT_TRUE(r.config.has_value()) << r.errors[0].to_string();
+  const auto refused = [&](const std::string& text, const std::string& what) {
+    auto p = tandem::config::parse_services(text, "pushed", *r.config);
+    EXPECT_FALSE(p.config.has_value()) << what;
+    return p.errors.empty() ? std::string() : p.errors[0].to_string();
+  };
+  EXPECT_NE(refused("[[service]]\nname = \"web\"\nvip = \"10.0.0.2\"\nport = 80\n", "a VIP that is a port address")
+                .find("pushed:"), std::string::npos);
+  refused("[unit]\nid = 3\n", "anything but services");
+  refused("[[service]]\nname = \"web\"\n", "a service without a VIP");
+  refused("[[service]\n", "not TOML");
+  auto ok = tandem::config::parse_services("", "pushed", *r.config);
+  ASSERT_TRUE(ok.config.has_value()) << "no services at all";
+  EXPECT_TRUE(ok.config->services.empty());
 }
 
 }  // namespace

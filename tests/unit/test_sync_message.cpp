@@ -3,6 +3,7 @@
 // counted by reason, stale epochs, and a seeded fuzz run of mutated, truncated, extended and
 // random messages (signed and unsigned).
 #include "controlplane/sync/message.hpp"
+#include "controlplane/sync/config_version.hpp"
 #include "controlplane/hmac.hpp"
 
 #include <gtest/gtest.h>
@@ -96,7 +97,11 @@ std::vector<Message> every_kind() {
       {sample_header(MessageKind::kResyncRequest), {ResyncRecord{77, 0}}},
       {sample_header(MessageKind::kResyncChunk), {sample_conn(4), udp}},
       {sample_header(MessageKind::kResyncEnd), {ResyncRecord{77, 123456}}},
-      {sample_header(MessageKind::kConfig), {ConfigRecord{0xabcdef}}},
+      {sample_header(MessageKind::kConfig), {ConfigRecord{.digest = 0xabcdef, .own = 3, .peer = 2}}},
+      {sample_header(MessageKind::kConfigPush),
+       {ConfigRecord{.push_id = 9, .digest = config_digest_of("[[service]]"), .own = 4, .peer = 2},
+        config_chunks(9, "[[service]]").at(0)}},
+      {sample_header(MessageKind::kConfigPush), {config_chunks(9, std::string(40, 'x')).at(1)}},
   };
 }
 
@@ -106,7 +111,7 @@ TEST(SyncMessage, LayoutIsTheDocumentedOne) {
   ASSERT_EQ(b.size(), kHeaderBytes + kConnRecordBytes + kDeleteRecordBytes + kMacBytes);
   const std::vector<std::uint8_t> expected = {
       // header
-      'T', 'D', 'S', 'Y', 1, 2, 1, 0,                  // magic, version, unit, kind data, flags
+      'T', 'D', 'S', 'Y', 2, 2, 1, 0,                  // magic, version 2, unit, kind data, flags
       0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88,  // epoch
       1, 2, 3, 4, 5, 6, 7, 8,                          // sequence
       0, 0, 0, 0, 0, 0, 0, 3,                          // oldest
@@ -135,9 +140,14 @@ TEST(SyncMessage, ControlRecordLayouts) {
   const auto req = bytes({sample_header(MessageKind::kResyncRequest), {ResyncRecord{0x01020304, 0}}});
   const std::vector<std::uint8_t> resync = {4, 0, 0, 0, 1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 0};
   EXPECT_EQ(std::vector<std::uint8_t>(req.begin() + kHeaderBytes, req.end() - kMacBytes), resync);
-  const auto cfg = bytes({sample_header(MessageKind::kConfig), {ConfigRecord{0x0a0b}}});
-  const std::vector<std::uint8_t> config = {5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0a, 0x0b};
+  const auto cfg = bytes({sample_header(MessageKind::kConfig), {ConfigRecord{.digest = 0x0a0b, .own = 3, .peer = 0x102}}});
+  const std::vector<std::uint8_t> config = {5, 0, 0, 0, 0, 0, 0, 0,  0, 0, 0, 0, 0, 0, 0x0a, 0x0b,  // type, push id 0, digest
+                                            0, 0, 0, 0, 0, 0, 0, 3,  0, 0, 0, 0, 0, 0, 1, 2};       // own, peer
   EXPECT_EQ(std::vector<std::uint8_t>(cfg.begin() + kHeaderBytes, cfg.end() - kMacBytes), config);
+  const auto push = bytes({sample_header(MessageKind::kConfigPush), {config_chunks(0x0105, "svc").at(0)}});
+  std::vector<std::uint8_t> chunk = {6, 0, 0, 3, 0, 0, 1, 5,  0, 0, 0, 0, 0, 0, 0, 3,  's', 'v', 'c'};
+  chunk.resize(kConfigChunkBytes, 0);  // type, 0, length, push id, offset, total, data zero-padded
+  EXPECT_EQ(std::vector<std::uint8_t>(push.begin() + kHeaderBytes, push.end() - kMacBytes), chunk);
   const auto ack = bytes({sample_header(MessageKind::kAck), {}});
   EXPECT_EQ(ack.size(), kHeaderBytes + kMacBytes);
   EXPECT_EQ(ack[6], 2);
@@ -151,8 +161,9 @@ TEST(SyncMessage, EveryKindRoundTrips) {
     ASSERT_TRUE(d.decode(bytes(m), got, &e)) << to_string(m.header.kind) << ": " << to_string(e);
     EXPECT_EQ(got, m) << to_string(m.header.kind);
   }
-  EXPECT_EQ(d.accepted(), 6u);
+  EXPECT_EQ(d.accepted(), 8u);
   EXPECT_STREQ(to_string(MessageKind::kResyncChunk), "resync_chunk");
+  EXPECT_STREQ(to_string(MessageKind::kConfigPush), "config_push");
 }
 
 TEST(SyncMessage, EveryModeAndStateRoundTrips) {
@@ -272,7 +283,8 @@ TEST(SyncMessage, EveryRefusalIsCountedByReason) {
   expect({}, SyncError::kTooShort, "empty");
   expect(std::vector<std::uint8_t>(good.begin(), good.begin() + kHeaderBytes + kMacBytes - 1), SyncError::kTooShort, "short");
   expect(edited(0, 'X'), SyncError::kBadMagic, "magic");
-  expect(edited(4, 2), SyncError::kBadVersion, "version");
+  expect(edited(4, 1), SyncError::kBadVersion, "version 1");
+  expect(edited(4, 3), SyncError::kBadVersion, "version 3");
   {
     std::vector<std::uint8_t> huge(kMaxMessageBytes + 1, 0);
     std::copy(good.begin(), good.begin() + 8, huge.begin());
@@ -297,7 +309,7 @@ TEST(SyncMessage, EveryRefusalIsCountedByReason) {
     expect(bytes(good_msg, kOtherKey), SyncError::kBadAuth, "another key");
   }
   expect(edited(6, 0), SyncError::kBadField, "kind 0");
-  expect(edited(6, 7), SyncError::kBadField, "kind 7");
+  expect(edited(6, 8), SyncError::kBadField, "kind 8");
   expect(edited(7, 2), SyncError::kBadField, "unknown flag");
   expect(edited(61, 1), SyncError::kBadField, "reserved header byte");
   expect(edited(5, 0), SyncError::kBadField, "unit 0");
@@ -345,14 +357,38 @@ TEST(SyncMessage, EveryRefusalIsCountedByReason) {
     del.client_addr = 0;
     expect(with({sample_header(), {del}}), SyncError::kBadField, "delete of client 0.0.0.0");
     expect(with({sample_header(MessageKind::kResyncEnd), {ResyncRecord{0, 1}}}), SyncError::kBadField, "resync id 0");
-    auto cfg = with({sample_header(MessageKind::kConfig), {ConfigRecord{1}}});
+    auto cfg = with({sample_header(MessageKind::kConfig), {ConfigRecord{.digest = 1}}});
     cfg[kHeaderBytes + 3] = 1;
     resign(cfg);
     expect(cfg, SyncError::kBadField, "config reserved");
+    // Config chunks: each field in its range, the padding zero.
+    const auto chunk_msg = [&](std::size_t at, std::uint8_t v) {
+      auto msg = with({sample_header(MessageKind::kConfigPush), {config_chunks(5, "abc").at(0)}});
+      msg[kHeaderBytes + at] = v;
+      resign(msg);
+      return msg;
+    };
+    expect(chunk_msg(1, 1), SyncError::kBadField, "chunk reserved");
+    expect(chunk_msg(3, 33), SyncError::kBadField, "chunk longer than its data field");
+    expect(chunk_msg(3, 4), SyncError::kBadField, "chunk beyond the text's total");
+    expect(chunk_msg(3, 0), SyncError::kBadField, "an empty chunk of a text");
+    expect(chunk_msg(7, 0), SyncError::kBadField, "chunk of push 0");
+    expect(chunk_msg(11, 1), SyncError::kBadField, "chunk at offset 1 of 3 with 3 bytes");
+    expect(chunk_msg(12, 2), SyncError::kBadField, "a text over the maximum size");
+    expect(chunk_msg(16 + 5, 'x'), SyncError::kBadField, "bytes after the chunk's length");
+    expect(with({sample_header(MessageKind::kConfig), {ConfigRecord{.push_id = 3}}}), SyncError::kBadField,
+           "a config message naming a push");
+    expect(with({sample_header(MessageKind::kConfigPush), {ConfigRecord{.digest = 1}}}), SyncError::kBadField,
+           "a push's head without a push id");
+    expect(with({sample_header(MessageKind::kConfigPush), {}}), SyncError::kBadField, "an empty push");
+    expect(with({sample_header(MessageKind::kConfigPush), {config_chunks(5, "a").at(0), ConfigRecord{.push_id = 5}}}),
+           SyncError::kBadField, "a push's head after a chunk");
+    expect(with({sample_header(MessageKind::kData), {config_chunks(5, "a").at(0)}}), SyncError::kBadField,
+           "a chunk in data");
 
     // Records that do not belong to the kind.
     expect(with({sample_header(MessageKind::kData), {}}), SyncError::kBadField, "data without records");
-    expect(with({sample_header(MessageKind::kData), {ConfigRecord{1}}}), SyncError::kBadField, "config in data");
+    expect(with({sample_header(MessageKind::kData), {ConfigRecord{.digest = 1}}}), SyncError::kBadField, "config in data");
     expect(with({sample_header(MessageKind::kAck), {sample_delete()}}), SyncError::kBadField, "ack with a record");
     ConnRecord upd = sample_conn();
     upd.type = RecordType::kUpdate;

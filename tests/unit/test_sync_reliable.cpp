@@ -189,7 +189,7 @@ TEST(Endpoint, RecordsThePeerWouldRefuseAreNotTaken) {
   ConnRecord update = std::get<ConnRecord>(numbered(2));
   update.type = RecordType::kUpdate;
   EXPECT_EQ(a.add(MessageKind::kResyncChunk, update, 0), AddStatus::kInvalid) << "chunks carry creates";
-  EXPECT_EQ(a.add(MessageKind::kData, ConfigRecord{1}, 0), AddStatus::kInvalid);
+  EXPECT_EQ(a.add(MessageKind::kData, ConfigRecord{.digest = 1}, 0), AddStatus::kInvalid);
   EXPECT_EQ(a.add(MessageKind::kAck, numbered(3), 0), AddStatus::kInvalid);
   EXPECT_EQ(a.send_control(MessageKind::kResyncRequest, ResyncRecord{1, 5}, 0), AddStatus::kInvalid);
   EXPECT_EQ(a.send_control(MessageKind::kData, numbered(4), 0), AddStatus::kInvalid);
@@ -206,7 +206,7 @@ TEST(Endpoint, ControlMessagesKeepTheirPlace) {
   a.send_control(MessageKind::kResyncRequest, ResyncRecord{5, 0}, 0);
   a.add(MessageKind::kResyncChunk, numbered(2), 0);
   a.send_control(MessageKind::kResyncEnd, ResyncRecord{5, 1}, 0);
-  a.send_control(MessageKind::kConfig, ConfigRecord{9}, 0);
+  a.send_control(MessageKind::kConfig, ConfigRecord{.digest = 9}, 0);
   auto out = poll(a, 0);
   ASSERT_EQ(out.size(), 5u);
   for (auto it = out.rbegin(); it != out.rend(); ++it) b.receive(*it, 1);  // reversed
@@ -255,7 +255,7 @@ TEST(Endpoint, BackpressureThenGivingUpOnASilentPeer) {
   EXPECT_EQ(n - 1, 5u * 27) << "4 sealed batches in the window and one full open batch";
   EXPECT_EQ(a.stats().backpressure, 1u);
   EXPECT_EQ(a.add(MessageKind::kData, numbered(n), 0), AddStatus::kWindowFull);
-  EXPECT_EQ(a.send_control(MessageKind::kConfig, ConfigRecord{1}, 0), AddStatus::kWindowFull);
+  EXPECT_EQ(a.send_control(MessageKind::kConfig, ConfigRecord{.digest = 1}, 0), AddStatus::kWindowFull);
   EXPECT_EQ(a.stats().backpressure, 3u);
   // Nobody answers: 3 transmissions (0, 20, 60 ms), then each message is given up at 140 ms,
   // which frees the window for the open batch (sent at 141 ms, given up at 281 ms).
@@ -532,7 +532,7 @@ TEST(Endpoint, TheLastRecordsSequenceEvenWhenItsAddSealedTheBatch) {
   EXPECT_EQ(a.next_sequence(), 2u) << "what the lag tracking once wrongly used";
   a.add(MessageKind::kData, numbered(28), 100);
   EXPECT_EQ(a.last_record_sequence(), 2u);
-  a.send_control(MessageKind::kConfig, ConfigRecord{7}, 100);  // seals 2, takes 3
+  a.send_control(MessageKind::kConfig, ConfigRecord{.digest = 7}, 100);  // seals 2, takes 3
   a.add(MessageKind::kData, numbered(29), 100);
   EXPECT_EQ(a.last_record_sequence(), 4u);
 }

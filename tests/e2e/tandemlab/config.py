@@ -265,10 +265,11 @@ class SyncConfig:
     flush_ms: int | None = None      # an open batch of changes waits at most this long
     budget: int | None = None        # UDP payload bytes per message
     hold_timeout_ms: int | None = None  # sync mode: the longest a first packet waits for the ack
+    config: str | None = None        # "push" (the newer services go to the peer) or "compare"
     extra: dict[str, Any] = field(default_factory=dict)
 
     SCALARS = ("enabled", "listen", "peer", "mode", "refresh_ms", "key", "key_file", "flush_ms",
-               "budget", "hold_timeout_ms")
+               "budget", "hold_timeout_ms", "config")
 
     def to_dict(self) -> dict[str, Any]:
         return _scalars(self)

@@ -955,6 +955,18 @@ class SyncStatus:
         return None if m is None else bool(m)
 
     @property
+    def config_relation(self) -> str | None:
+        """This unit's services against the peer's: "same", "newer", "older", "conflict", or
+        None before the peer's version arrived (config.relation)."""
+        return (self.raw.get("config") or {}).get("relation")
+
+    def config_pushes(self, name: str) -> int:
+        """Config pushes: sent, received, applied, refused, errors (config.pushes)."""
+        allowed = ("sent", "received", "applied", "refused", "errors")
+        return self._int((self.raw.get("config") or {}).get("pushes") or {}, name, allowed,
+                         "config.pushes")
+
+    @property
     def retransmits(self) -> int:
         """Every retransmission, by timeout or fast."""
         return self.send("retransmits") + self.send("fast_retransmits")
@@ -966,6 +978,32 @@ class SyncStatus:
                 "send": self.raw.get("send"), "receive": self.raw.get("receive"),
                 "apply": self.raw.get("apply"), "resync": self.raw.get("resync"),
                 "errors": {k: v for k, v in self.errors.items() if v}}
+
+
+def add_backend_to_pair(t: HaLab, service: str, address: str, port: int | None = None, *,
+                        timeout: float = 3.0) -> float | None:
+    """Adds a backend to `service` the way an operator of the pair does: with tandemctl on A.
+    When A's state sync pushes its services (config sync, the default), B gets it from A: waits
+    until B lists it and returns how long that took (s). Otherwise (sync off, or [sync] config =
+    "compare") adds it on B too and returns None."""
+    args = ["backend", "add", "--service", service, "--address", address]
+    if port is not None:
+        args += ["--port", str(port)]
+    st = sync_status(t.a)
+    pushes = st.enabled and (st.raw.get("config") or {}).get("mode") == "push"
+    t0 = time.monotonic()
+    t.a.ctl(*args)
+    if not pushes:
+        t.b.ctl(*args)
+        return None
+    key = f"{address}:{port}" if port is not None else f"{address}:"
+
+    def on_b():
+        rows = t.b.ctl("backends", "--service", service)["backends"]
+        return any(r["backend"] == key or (port is None and r["backend"].startswith(key))
+                   for r in rows)
+    wait_until(on_b, timeout=timeout, interval=0.01, what=f"{address} pushed to B's {service}")
+    return time.monotonic() - t0
 
 
 def sync_status(u: "HaUnit | Tandemd", timeout: float = 5.0) -> SyncStatus:
