@@ -248,9 +248,14 @@ void HaService::update_tracking(std::uint64_t now) {
 }
 
 void HaService::apply_events(std::uint64_t now) {
-  std::uint64_t gained = 0;
+  std::uint64_t gained = 0, reassert = 0;
   std::vector<std::uint64_t> gained_records;
   for (const auto& e : node_->take_events()) {
+    if (e.kind == ha::NodeEvent::Kind::kReassert) {
+      spdlog::warn("ha: group {}: the peer claims it too and yields to this unit: announcing it again", e.group);
+      reassert |= std::uint64_t{1} << e.group;
+      continue;
+    }
     if (e.kind == ha::NodeEvent::Kind::kAlarm) {
       if (e.alarm.raised)
         spdlog::warn("ha: ALARM: the {} path is silent while the peer is heard on the other (no takeover)",
@@ -288,6 +293,7 @@ void HaService::apply_events(std::uint64_t now) {
     apply_ownership(mask, gained & mask, now);
     if (!gained_records.empty() && pending_) pending_->records = gained_records;
   }
+  if (reassert & owned_ & ~gained) announce(reassert & owned_ & ~gained, now);
 }
 
 void HaService::apply_ownership(std::uint64_t mask, std::uint64_t gained, std::uint64_t now) {
@@ -301,8 +307,15 @@ void HaService::apply_ownership(std::uint64_t mask, std::uint64_t gained, std::u
   }
   if (lost) spdlog::info("ha: released group(s) {:#x}: no VIP traffic forwarded, no ARP answered for them", lost);
   if (!gained) return;
-  // Gratuitous ARP for what was gained: the VIPs of its services on ports facing clients, its
+  const std::uint32_t addresses = announce(gained, now);
+  spdlog::info("ha: took group(s) {:#x}: forwarding, answering ARP, announcing {} address(es) x {}", gained, addresses,
+               rt_.config.ha.garp_count);
+}
+
+std::uint32_t HaService::announce(std::uint64_t groups, std::uint64_t now) {
+  // Gratuitous ARP for the groups: the VIPs of their services on ports facing clients, their
   // floating addresses on their ports.
+  const std::uint64_t gained = groups;
   dpdk::Announcement a;
   a.bursts = rt_.config.ha.garp_count;
   a.interval_ms = rt_.config.ha.garp_interval_ms;
@@ -322,8 +335,7 @@ void HaService::apply_ownership(std::uint64_t mask, std::uint64_t gained, std::u
           if (f.port == pc.name) add(p, f.address.addr);
   }
   pending_ = PendingTakeover{.generation = rt_.ha_link->announce(a), .started_ms = now, .records = {}};
-  spdlog::info("ha: took group(s) {:#x}: forwarding, answering ARP, announcing {} address(es) x {}", gained, a.count,
-               a.bursts);
+  return a.count;
 }
 
 void HaService::check_announced(std::uint64_t now) {

@@ -94,6 +94,8 @@ class HaService {
   // Applies the node's events: ownership, announcements, logs, records. Hold mutex_.
   void apply_events(std::uint64_t now);
   void apply_ownership(std::uint64_t mask, std::uint64_t gained, std::uint64_t now);
+  // Gratuitous ARP bursts for the groups' addresses (worker 0 sends them); how many addresses.
+  std::uint32_t announce(std::uint64_t groups, std::uint64_t now);
   void check_announced(std::uint64_t now);
 
   Runtime& rt_;

@@ -166,10 +166,17 @@ void Election::evaluate(Step& s, std::uint64_t now_ms) {
     case Role::kActive:
       if (peer_active && peer_serves) {
         // Two actives: priority then unit id decide, the loser steps down at once. A peer that
-        // preempted (it is better) wins the same way.
-        if (better_active(of(peer), mine())) change(s, Role::kStandby, Cause::kDualActive, now_ms);
+        // preempted (it is better) wins the same way. The winner announces again, once per
+        // claim of the peer: neighbours that followed the loser's announcement come back.
+        if (better_active(of(peer), mine())) {
+          change(s, Role::kStandby, Cause::kDualActive, now_ms);
+        } else if (!dual_reasserted_) {
+          s.reassert = true;
+          dual_reasserted_ = true;
+        }
         return;
       }
+      dual_reasserted_ = false;
       // Tracking: degraded below a ready standby that can serve: hand over, preempt or not.
       if (!peer_active && peer_serves && peer.ready && peer.role == Role::kStandby && priority_ < config_.priority &&
           peer.priority > priority_) {

@@ -99,6 +99,9 @@ struct PathAlarm {
 // What one call produced.
 struct Step {
   std::optional<Transition> transition;
+  // This unit stays active against a peer that claimed the group too (both active, this one
+  // better): the peer's gratuitous ARP may have moved the neighbours to it, so announce again.
+  bool reassert = false;
   std::vector<PathAlarm> alarms;
   std::string refused;  // an operator request that could not be honoured, and why
 };
@@ -164,6 +167,7 @@ class Election {
   bool ready_ = true;
   std::optional<PeerAdvert> peer_;
   Role peer_before_ = Role::kInit;  // the peer's role in the advert before the last one
+  bool dual_reasserted_ = false;    // announced again for the peer's current claim
   std::array<std::optional<std::uint64_t>, kPathCount> last_heard_{};
   std::optional<std::uint64_t> first_heard_;  // the peer's first advert on any path
   std::array<bool, kPathCount> alarm_{};

@@ -22,6 +22,7 @@ void Node::absorb(std::size_t group_index, const Step& s) {
   if (s.transition)
     events_.push_back({.kind = NodeEvent::Kind::kTransition, .group = config_.groups[group_index].id,
                        .transition = *s.transition});
+  if (s.reassert) events_.push_back({.kind = NodeEvent::Kind::kReassert, .group = config_.groups[group_index].id});
   // Path liveness is the same in every group's election (they hear the same adverts at the
   // same times): the unit's alarms are the first group's.
   if (group_index == 0)

@@ -29,9 +29,10 @@ struct NodeConfig {
 };
 
 struct NodeEvent {
-  enum class Kind : std::uint8_t { kTransition, kAlarm };
+  // kReassert: this unit stays active for `group` against a peer that claimed it too.
+  enum class Kind : std::uint8_t { kTransition, kAlarm, kReassert };
   Kind kind = Kind::kTransition;
-  std::uint8_t group = 0;  // kTransition
+  std::uint8_t group = 0;  // kTransition, kReassert
   Transition transition;   // kTransition
   PathAlarm alarm;         // kAlarm (for the unit, not per group)
 };

@@ -300,6 +300,32 @@ def test_partition_then_heal_leaves_one_active(lab, nets):
     http_ok(t, 20, tag="healed")
 
 
+def test_heal_where_the_better_unit_kept_the_group_moves_the_clients_back(lab, nets):
+    """A (priority 200) is cut off on both paths: B takes over and its gratuitous ARP moves the
+    client to B. When the links return, both are active and A, the better one, keeps the group
+    while B steps down: A must announce again, or the client keeps sending to B, which no longer
+    forwards the VIP (until its ARP entry goes stale, tens of seconds)."""
+    t = hal.ha_lab(lab, ha_a={"priority": 200}, ha_b={"priority": 100}, **nets)
+    http_ok(t, 5, tag="before")  # the client has an entry for the VIP (on A) to be moved
+    t.a.link_down("sync")
+    t.a.link_down("north")
+    hal.wait_roles(t, {"b": "active"}, timeout=2.0)
+    tl.wait_until(lambda: hal.client_neighbour_mac(t) == t.b.north_mac, timeout=2.0,
+                  interval=0.02, what="the client's VIP entry on B (its gratuitous ARP)")
+    http_ok(t, 5, tag="partitioned")
+    t.a.link_up("sync")
+    t.a.link_up("north")
+    t0 = time.monotonic()
+    hal.wait_roles(t, {"a": "active", "b": "standby"}, timeout=2.0, interval=0.01)
+    tl.wait_until(lambda: hal.client_neighbour_mac(t) == t.a.north_mac, timeout=2.0,
+                  interval=0.01, what="the client's VIP entry back on A (A announced again)")
+    back = time.monotonic() - t0
+    print(f"\nhealed: A kept the group, the client's VIP entry on A {back * 1000:.0f} ms after "
+          f"the links came back; B: {hal.status(t.b).transitions[-2:]}")
+    t.a.unit.wait_log("announcing it again", timeout=1.0)
+    http_ok(t, 20, tag="healed")
+
+
 @pytest.mark.parametrize("preempt", [False, True], ids=["preempt_off", "preempt_on"])
 def test_preemption_after_restart(lab, nets, preempt):
     hold_down_ms = 1000

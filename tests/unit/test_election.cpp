@@ -170,6 +170,29 @@ TEST(Election, TwoActivesKeepTheBetterOne) {
   EXPECT_FALSE(unready_high.on_advert(Path::kData, advert(2, 100, Role::kActive), 40).transition);
 }
 
+// The winner of two actives announces again, once per claim of the peer: a peer that started
+// without hearing it (a loaded machine) took the group and sent gratuitous ARP, so clients and
+// backends may now send to the loser, which stops forwarding as it steps down.
+TEST(Election, TheWinnerOfTwoActivesAnnouncesAgainOncePerClaim) {
+  Election high(config(2, 100), 0);
+  high.on_tick(kDead);
+  ASSERT_EQ(high.role(), Role::kActive);
+  EXPECT_FALSE(high.on_advert(Path::kSync, advert(1, 100, Role::kStandby), 40).reassert);
+  auto s = high.on_advert(Path::kSync, advert(1, 100, Role::kActive), 50);
+  EXPECT_TRUE(s.reassert);
+  EXPECT_FALSE(s.transition);
+  EXPECT_FALSE(high.on_advert(Path::kData, advert(1, 100, Role::kActive), 51).reassert) << "once per claim";
+  EXPECT_FALSE(high.on_tick(55).reassert);
+  EXPECT_FALSE(high.on_advert(Path::kSync, advert(1, 100, Role::kStandby), 60).reassert);
+  EXPECT_TRUE(high.on_advert(Path::kSync, advert(1, 100, Role::kActive), 70).reassert) << "a new claim";
+  // The loser steps down and never reasserts.
+  Election low(config(1, 100), 0);
+  low.on_tick(kDead);
+  s = low.on_advert(Path::kSync, advert(2, 100, Role::kActive), 50);
+  EXPECT_FALSE(s.reassert);
+  ASSERT_TRUE(s.transition);
+}
+
 TEST(Election, FailoverIsRefusedWithoutAPeerThatCanServe) {
   Election e(config(1, 100), 0);
   EXPECT_EQ(e.failover(0).refused, "this unit is init, not active");
