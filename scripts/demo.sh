@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Tandem demo: install what is missing, build, then run a client + one tandemd unit in network
-# namespaces (ARP, ping, neighbours, counters) and clean up. Needs root. Usage:
-#   scripts/demo.sh [--driver af_xdp|af_packet]
+# Tandem demo: install what is missing, build, then run two tandemd units (A active, B standby)
+# in network namespaces with a client and four backends, kill -9 the active one under a few
+# hundred long-lived sessions and HTTP load, and report what the clients saw, with and without
+# connection-state replication; then clean up. Needs root; under 2 minutes. Usage:
+#   scripts/demo.sh [--driver af_xdp|af_packet] [--sessions N] [--seconds S] [--json]
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
