@@ -174,6 +174,18 @@ void print_ha_status(const json& r) {
   }
 }
 
+// A drill in the order an operator reads it: did it work, how long, what was at stake.
+void print_drill(const json& r) {
+  std::cout << "drill " << r.value("result", "") << ": group(s) " << r["groups"].dump() << " handed to unit "
+            << scalar(r["peer_unit"]) << "\n";
+  std::cout << "released here after " << scalar(r["released_ms"]) << " ms; the peer active after "
+            << scalar(r["peer_active_ms"]) << " ms (its adverts; a crash would add the dead interval, "
+            << scalar(r["crash_detection_ms"]) << " ms)\n";
+  std::cout << "connections held " << scalar(r["connections_held"]) << ", replicated " << scalar(r["replicated"])
+            << ", changes not acked by the peer at the handover " << scalar(r["unacked_at_handover"]) << " (sync "
+            << r.value("sync", "") << ", lag " << scalar(r["lag_ms_at_handover"]) << " ms)\n";
+}
+
 // The two units' services (config sync): the same, which is newer, or a conflict.
 std::string services_relation(const json& cfg) {
   const std::string rel = cfg.value("relation", "");
@@ -316,6 +328,10 @@ void print_for_people(std::string_view cmd, const json& result) {
   }
   if (cmd == "ha.status" && result.contains("groups")) {
     print_ha_status(result);
+    return;
+  }
+  if (cmd == "ha.drill" && result.contains("peer_active_ms")) {
+    print_drill(result);
     return;
   }
   if (cmd == "neighbours" && result.contains("neighbours")) {
