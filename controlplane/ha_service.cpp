@@ -22,6 +22,10 @@
 namespace tandem {
 namespace {
 
+// After a handover, how long this unit still forwards the flows it holds of the groups it gave
+// up (the new active announces them within milliseconds; a neighbour that missed it re-ARPs).
+constexpr std::uint64_t kReleasedFlowsMs = 2000;
+
 using nlohmann::json;
 
 constexpr std::size_t kHistory = 64;
@@ -300,6 +304,9 @@ void HaService::apply_ownership(std::uint64_t mask, std::uint64_t gained, std::u
   const std::uint64_t lost = owned_ & ~mask;
   owned_ = mask;
   // Forwarding follows the mask at the workers' next burst; ARP answers after a grace period.
+  // What was given up keeps its established flows for a moment: clients and backends send to
+  // this unit until the new active's gratuitous ARP reaches them.
+  if (lost) rt_.ha_link->set_released_groups(lost, dpdk::monotonic_ms() + kReleasedFlowsMs);
   rt_.ha_link->set_owned_groups(mask);
   {
     std::lock_guard lock(rt_.control_mutex);

@@ -59,6 +59,7 @@ namespace tandem {
   X(kLbStateless, "lb_stateless_forwarded")       \
   X(kLbForwarded, "lb_forwarded")                 \
   X(kLbRepliesForwarded, "lb_replies_forwarded") \
+  X(kLbReleasedForwarded, "lb_released_forwarded") /* an established flow of a group just handed over */ \
   X(kLbIcmpForwarded, "lb_icmp_errors_forwarded") /* translated for the other end of a flow */ \
   X(kLbFragNeededSent, "lb_frag_needed_sent")   /* to a sender whose packet exceeded the MTU */ \
   X(kHandedOff, "handed_off")                     /* to the worker that owns the flow */ \

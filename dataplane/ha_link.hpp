@@ -61,6 +61,13 @@ class HaLink {
 
   // --- control thread ---
   void set_owned_groups(std::uint64_t mask) { owned_.store(mask, std::memory_order_relaxed); }
+  // Groups just given up: until `until_ms` (dpdk::monotonic_ms) the workers still forward their
+  // established flows (an entry here), which clients and backends keep sending to this unit
+  // until the new active's gratuitous ARP reaches them; new flows are refused.
+  void set_released_groups(std::uint64_t mask, std::uint64_t until_ms) {
+    released_until_.store(until_ms, std::memory_order_relaxed);
+    released_.store(mask, std::memory_order_relaxed);
+  }
   void publish_advert(const HaAdvertOut& a) { advert_.write(a); }
   // Returns the announcement's generation: announced_generation() reaches it once worker 0 has
   // sent its first burst.
@@ -74,6 +81,9 @@ class HaLink {
 
   // --- workers ---
   std::uint64_t owned_groups() const { return owned_.load(std::memory_order_relaxed); }
+  std::uint64_t released_groups(std::uint64_t now_ms) const {
+    return now_ms < released_until_.load(std::memory_order_relaxed) ? released_.load(std::memory_order_relaxed) : 0;
+  }
   const Seqlocked<HaAdvertOut>& advert() const { return advert_; }
   const Seqlocked<Announcement>& announcement() const { return announcement_; }
   void mark_announced(std::uint32_t generation) { announced_.store(generation, std::memory_order_release); }
@@ -82,6 +92,8 @@ class HaLink {
 
  private:
   std::atomic<std::uint64_t> owned_{~std::uint64_t{0}};
+  std::atomic<std::uint64_t> released_{0};
+  std::atomic<std::uint64_t> released_until_{0};
   Seqlocked<HaAdvertOut> advert_;
   Seqlocked<Announcement> announcement_;
   std::atomic<std::uint32_t> announced_{0};

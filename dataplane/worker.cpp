@@ -198,6 +198,7 @@ lb::LbContext Worker::lb_context(std::uint64_t now) {
           .workers = static_cast<std::uint16_t>(shared_.workers),
           .now_ms = now,
           .owned_groups = shared_.ha ? shared_.ha->owned_groups() : ~std::uint64_t{0},
+          .released_groups = shared_.ha ? shared_.ha->released_groups(now) : 0,
           .sync = shared_.sync ? &sync_log_ : nullptr};
 }
 

@@ -253,13 +253,27 @@ LbVerdict forward_icmp_error(std::uint8_t* frame, std::uint32_t& len, net::Parse
   return v;
 }
 
+// A packet of a flow this unit holds an entry for, that is not opening a new one (a SYN may
+// reuse a closed connection's port: that would be a new flow).
+bool established_here(const net::ParsedPacket& p, LbContext& ctx) {
+  if (p.proto == net::ipv4::kProtoTcp && (p.tcp_flags & net::TcpFlags::kSyn) != 0) return false;
+  const conntrack::ConnLookup hit = ctx.conns->lookup(packet_key(p));
+  return hit && hit.dir == FlowDir::kOriginal;
+}
+
 }  // namespace
 
 void lb_forward(std::uint8_t* frame, std::uint32_t& len, net::ParsedPacket& p, LbContext& ctx, LbVerdict& v) {
   if (p.proto == net::ipv4::kProtoTcp || p.proto == net::ipv4::kProtoUdp) {
     if (const Service* svc = ctx.services->find(p.dst, p.proto, p.dport)) {
-      v = (ctx.owned_groups >> svc->group & 1) != 0 ? forward_original(frame, len, p, ctx, *svc)
-                                                    : drop(DropReason::kLbNotActive);
+      if ((ctx.owned_groups >> svc->group & 1) != 0) {
+        v = forward_original(frame, len, p, ctx, *svc);
+      } else if ((ctx.released_groups >> svc->group & 1) != 0 && established_here(p, ctx)) {
+        v = forward_original(frame, len, p, ctx, *svc);
+        if (v.action == Action::kTransmit) v.event = Handled::kLbReleasedForwarded;
+      } else {
+        v = drop(DropReason::kLbNotActive);
+      }
       return;
     }
     const conntrack::ConnLookup hit = ctx.conns->lookup(packet_key(p));

@@ -42,6 +42,9 @@ struct LbContext {
   // HA: the VIP groups this unit serves (bit g: group g). A standby's VIP traffic is dropped
   // (lb_not_active); without HA every group is owned.
   std::uint64_t owned_groups = ~std::uint64_t{0};
+  // Groups given up moments ago (a handover): their established flows are still forwarded
+  // (lb_released_forwarded) while the neighbours move to the new active; new ones are not.
+  std::uint64_t released_groups = 0;
   // State sync: every connection created, changing TCP state or ended here is logged for the
   // peer (null: not replicated).
   conntrack::ConnDeltaLog* sync = nullptr;

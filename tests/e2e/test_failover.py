@@ -465,9 +465,15 @@ def test_links_of_the_active_cut(lab, nets):
 
 # --- 3. graceful handover, then maintenance -------------------------------------------------------
 
+def drops(u: hal.HaUnit) -> dict[str, int]:
+    return u.ctl("counters", timeout=10)["drops"]
+
+
 def test_graceful_failover_then_maintenance(lab, nets):
     """`ha failover` on A hands the group to B; once A (standby) holds B's table again,
-    `ha maintenance on` on B gives it back to A. One load across both."""
+    `ha maintenance on` on B gives it back to A. One load across both. What reaches a unit for
+    the group after it gave it up (before the neighbours followed the new active) is forwarded
+    by its entries, none dropped."""
     t, servers = failover_lab(lab, nets)
     wait_ready(t)
     load = Load(t, LOAD_S + 3.0)
@@ -481,11 +487,17 @@ def test_graceful_failover_then_maintenance(lab, nets):
                     lambda: t.b.ctl("ha", "maintenance", "on"))
     load.finish()
     count_adopted(t, ev2)
-    print(f"\nA held B's table {back * 1000:.0f} ms after the handover")
+    # What each unit still received for the group after giving it up: forwarded (its flows'
+    # entries), none dropped as not active.
+    after = {k: (handled(u).get("lb_released_forwarded", 0), drops(u).get("lb_not_active", 0))
+             for k, u in t.units.items()}
+    print(f"\nA held B's table {back * 1000:.0f} ms after the handover; after giving the group up "
+          f"(forwarded as released, dropped as not active): {after}")
     for ev in (ev1, ev2):
         report("nat", load, ev)
     assert hal.status(t.b).maintenance(), hal.status(t.b).raw
     assert_nothing_lost(load, servers, [ev1, ev2])
+    assert all(dropped == 0 for _, dropped in after.values()), after
 
 
 # --- 4. a lossy, slow, reordering, duplicating sync link, then kill -9 ----------------------------

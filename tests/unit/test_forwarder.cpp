@@ -664,6 +664,33 @@ TEST_F(ForwarderTest, ANewFlowToAnOwnedGroupIsForwardedAsBefore) {
   EXPECT_EQ(out, tcp(kBackendMac[b], kSouthMac, kClient, kBackend[b], 40000, 8080, 0x10, 63));
 }
 
+// Just handed over: the group's established flows are still forwarded (the neighbours have not
+// followed the new active's gratuitous ARP yet), new ones and port reuses are not.
+TEST_F(ForwarderTest, AGroupJustGivenUpKeepsItsEstablishedFlowsOnly) {
+  table_ = service_in_group(2, ids_);
+  Bytes out;
+  lb::LbContext ctx = context();
+  ASSERT_EQ(run_frame(ctx, from_client(40000, 0x02), out).action, Action::kTransmit);
+  const int b = backend_of(conns_->find({kClient, kVip, 40000, 80, 6})->backend_addr);
+  ctx.owned_groups = 0;
+  ctx.released_groups = std::uint64_t{1} << 2;
+  const auto v = run_frame(ctx, from_client(40000, 0x10), out);
+  ASSERT_EQ(v.action, Action::kTransmit);
+  EXPECT_EQ(v.event, Handled::kLbReleasedForwarded);
+  EXPECT_FALSE(v.new_flow);
+  EXPECT_EQ(out, tcp(kBackendMac[b], kSouthMac, kClient, kBackend[b], 40000, 8080, 0x10, 63)) << test::to_hex(out);
+  // A new flow, or a SYN on the entry's port: refused, nothing created.
+  const Bytes syn = from_client(40001, 0x02);
+  EXPECT_EQ(run_frame(ctx, syn, out).reason, DropReason::kLbNotActive);
+  EXPECT_EQ(out, syn);
+  EXPECT_EQ(run_frame(ctx, from_client(40000, 0x02), out).reason, DropReason::kLbNotActive);
+  EXPECT_EQ(run_frame(ctx, from_client(40002, 0x10), out).reason, DropReason::kLbNotActive) << "mid-flow, no entry";
+  EXPECT_EQ(conns_->size(), 1u);
+  // Another group released: not this one's flows.
+  ctx.released_groups = std::uint64_t{1} << 3;
+  EXPECT_EQ(run_frame(ctx, from_client(40000, 0x10), out).reason, DropReason::kLbNotActive);
+}
+
 TEST_F(ForwarderTest, OwnedGroupsAreBitsOfTheGroupIds) {
   for (const std::uint8_t group : {1, 2, 17, 63}) {
     table_ = service_in_group(group, ids_);
