@@ -160,7 +160,7 @@ TEST(FormatCounters, NoDropsGivesTheTotalAlone) {
   EXPECT_THAT(lines, ElementsAre("port p0: rx 0 pkts 0 bytes, tx 0 pkts 0 bytes, tx dropped 0",
                                  "handled: arp_replies_sent=0 arp_replies_learnt=0 arp_requests_sent=0 "
                                  "icmp_echo_replies_sent=0 lb_new_flows=0 lb_midflow_flows=0 "
-                                 "lb_stateless_forwarded=0 lb_forwarded=0 lb_replies_forwarded=0 "
+                                 "lb_stateless_forwarded=0 lb_forwarded=0 lb_replies_forwarded=0 lb_released_forwarded=0 "
                                  "lb_icmp_errors_forwarded=0 lb_frag_needed_sent=0 handed_off=0 "
                                  "ha_adverts_sent=0 ha_adverts_received=0 gratuitous_arp_sent=0",
                                  "drops: total=0", "workers: polls=0 busy_polls=0 idle_sleeps=0"));
