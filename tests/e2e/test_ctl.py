@@ -148,7 +148,9 @@ def test_services_built_drained_and_deleted_over_ctl(lab, nets):
     # Flush: the web connections (closed, in time_wait) go; the echo ones (closed too) stay.
     web_before = u.ctl("conns", "count", "--service", "web")["count"]
     echo_before = u.ctl("conns", "count", "--service", "echo")["count"]
-    assert web_before >= 150 and echo_before == 18, (web_before, echo_before)
+    # Fewer entries than the ~180 requests when the client reused a port whose connection had
+    # closed (one entry, reopened: seen 147 once under load); the flush must take exactly them.
+    assert web_before >= 100 and echo_before == 18, (web_before, echo_before)
     flushed = u.ctl("conns", "flush", "--service", "web")
     assert flushed["flushed"] == web_before, flushed
     assert u.ctl("conns", "count", "--service", "web")["count"] == 0

@@ -317,12 +317,15 @@ def last_failover(u: hal.HaUnit, since_unix_ms: float) -> dict:
         return {}
 
 
-def take_over(t: hal.HaLab, ev: Event, fault, timeout: float = 3.0) -> Event:
-    """Note the new active's counters, inject `fault` (a callable; ev.at is set just before),
-    wait until ev.new_active is active and read its last_failover."""
+def take_over(t: hal.HaLab, ev: Event, fault, load: "Load | None" = None, timeout: float = 3.0) -> Event:
+    """Note the new active's counters, (with `load`: wait again for a bulk exchange in flight,
+    since reading the counters took a while), inject `fault` (a callable; ev.at is set just
+    before), wait until ev.new_active is active and read its last_failover."""
     u = t.unit(ev.new_active)
     ev.created_before = service_created(u)
     ev.midflow_before = handled(u).get("lb_midflow_flows", 0)
+    if load is not None:
+        load.at(0.0)
     wall_ms = time.time() * 1000
     ev.at = time.monotonic()
     fault()
@@ -432,7 +435,7 @@ def one_fault(t: hal.HaLab, servers, mode: str, fault: str, inject, *, new_activ
     wait_ready(t, timeout=bound)
     load = Load(t, bound=bound)
     load.at(FAULT_AT)
-    ev = take_over(t, Event(fault, new_active), inject)
+    ev = take_over(t, Event(fault, new_active), inject, load)
     load.finish()
     count_adopted(t, ev)
     report(mode, load, ev)
@@ -479,12 +482,12 @@ def test_graceful_failover_then_maintenance(lab, nets):
     load = Load(t, LOAD_S + 3.0)
     load.at(FAULT_AT)
     ev1 = take_over(t, Event("ha failover (graceful), A to B", "b"),
-                    lambda: t.a.ctl("ha", "failover"))
+                    lambda: t.a.ctl("ha", "failover"), load)
     back = replicated(t, "b", "a")
     load.at(FAULT_AT + 3.5)
     count_adopted(t, ev1)
     ev2 = take_over(t, Event("ha maintenance on, B to A", "a"),
-                    lambda: t.b.ctl("ha", "maintenance", "on"))
+                    lambda: t.b.ctl("ha", "maintenance", "on"), load)
     load.finish()
     count_adopted(t, ev2)
     # What each unit still received for the group after giving it up: forwarded (its flows'
@@ -539,7 +542,7 @@ def backend_added_then_kill(lab, nets, sync: bool):
         hal.add_backend_to_pair(t, svc, b4.ip)
     load.at(FAULT_AT)
     fault = "kill -9 just after a backend was added" + ("" if sync else " (no state sync)")
-    ev = take_over(t, Event(fault, "b"), t.a.kill)
+    ev = take_over(t, Event(fault, "b"), t.a.kill, load)
     # Read twice: a session whose retransmissions were lost reaches B late; a reset one's
     # entry (state close) expires 10 s after the reset.
     time.sleep(max(0.0, ev.at + 3.0 - time.monotonic()))
@@ -599,7 +602,7 @@ def test_failback_with_preemption(lab, nets):
     wait_ready(t)
     load = Load(t, LOAD_S + 5.0)
     load.at(FAULT_AT)
-    ev1 = take_over(t, Event("kill -9 of the active (preempt on)", "b"), t.a.kill)
+    ev1 = take_over(t, Event("kill -9 of the active (preempt on)", "b"), t.a.kill, load)
     count_adopted(t, ev1)
     # A takes the group when its hold-down ends, not when the test says: no bulk exchange is
     # waited for (the kill had one across it).
